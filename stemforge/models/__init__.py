@@ -1,0 +1,5 @@
+"""Separation networks, one file per architecture, all plain ``nn.Module``s."""
+
+from .mdx23c import MDX23C
+
+__all__ = ["MDX23C"]
