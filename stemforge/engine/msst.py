@@ -16,6 +16,7 @@ import torch
 from .windows import msst_fade_window
 
 
+@torch.inference_mode()
 def separate_msst(
     run: Callable[[torch.Tensor], torch.Tensor],
     mix: np.ndarray | torch.Tensor,

@@ -72,6 +72,7 @@ def summed_window(plan: ChunkPlan, window: torch.Tensor) -> torch.Tensor:
     return total
 
 
+@torch.inference_mode()
 def separate_tensor(
     run: Callable[[torch.Tensor], torch.Tensor],
     mix: np.ndarray | torch.Tensor,

@@ -1,0 +1,19 @@
+"""Shared fixtures: paths to ../shared and small generated models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+MSST_REF = SHARED / "reference" / "msst"
+DEV_DATA = SHARED / "data" / "dev"
+
+
+@pytest.fixture
+def msst_ref() -> Path:
+    if not MSST_REF.is_dir():
+        pytest.skip(f"MSST reference outputs not found at {MSST_REF}")
+    return MSST_REF
