@@ -1,0 +1,197 @@
+"""Command line: ``stemforge separate|models|random-checkpoint|...``.
+
+Heavy modules (torch, audio codecs) are imported inside the commands, so ``stemforge --help``
+answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+FORMATS = ("wav", "flac", "mp3")
+BITRATES = (128, 192, 320)
+
+
+def _add_separate(sub) -> None:
+    p = sub.add_parser("separate", help="split songs into stems",
+                       description="Split songs into stems. Output: OUT/<model>/<track>/<stem>.<ext>")
+    p.add_argument("inputs", nargs="+", type=Path, metavar="IN", help="audio files (wav, flac, mp3, ogg, m4a, stem.mp4)")
+    p.add_argument("-o", "--out", type=Path, default=Path("separated"), help="output root (default: separated)")
+    src = p.add_argument_group("model (default: the 'default' registered model)")
+    src.add_argument("-n", "--name", "--model", dest="name", help="registered model name (see `stemforge models`)")
+    src.add_argument("--checkpoint", type=Path, help="MSST .ckpt / .safetensors checkpoint")
+    src.add_argument("--config", type=Path, help="MSST YAML config the checkpoint was trained with")
+    src.add_argument("--allow-unverified", action="store_true", help="accept a download with no published sha256")
+    eng = p.add_argument_group("engine")
+    eng.add_argument("--overlap", type=int, help="chunks per chunk length; hop = chunk/overlap (default: config, else 4)")
+    eng.add_argument("--batch-size", default="auto", help="chunks per network call, or auto (default)")
+    eng.add_argument("--device", default="auto", help="auto|cpu|cuda|cuda:N|mps (default: auto)")
+    eng.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
+                     help="network precision; STFT and accumulation stay fp32 (default: auto)")
+    eng.add_argument("--window", default="hann", choices=("hann", "msst"),
+                     help="overlap-add window; msst reproduces MSST's demix exactly (default: hann)")
+    out = p.add_argument_group("output")
+    out.add_argument("--two-stems", metavar="STEM", help="write STEM and no_STEM (mixture minus STEM)")
+    out.add_argument("--stems", help="comma-separated stems to write (default: all)")
+    out.add_argument("--format", default="wav", choices=FORMATS)
+    out.add_argument("--bitrate", type=int, default=320, choices=BITRATES, help="mp3 bitrate in kbps (default: 320)")
+    depth = out.add_mutually_exclusive_group()
+    depth.add_argument("--int24", action="store_true", help="24-bit PCM (wav/flac)")
+    depth.add_argument("--float32", action="store_true", help="32-bit float (wav)")
+    out.add_argument("--clip-mode", default="rescale", choices=("rescale", "clamp", "none"),
+                     help="avoid clipping by rescaling the stem, clamping, or not at all (default: rescale)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run_separate)
+
+
+def _add_models(sub) -> None:
+    p = sub.add_parser("models", help="list registered models")
+    p.set_defaults(func=run_models)
+
+
+def _add_random_checkpoint(sub) -> None:
+    p = sub.add_parser("random-checkpoint", help="write a random-weight checkpoint for a config (demos, tests)")
+    p.add_argument("--config", type=Path, required=True)
+    p.add_argument("-o", "--out", type=Path, required=True, help=".ckpt or .safetensors path")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=run_random_checkpoint)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stemforge", description="Fast music source separation.")
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_separate(sub)
+    _add_models(sub)
+    _add_random_checkpoint(sub)
+    for module in _PLUGINS:
+        _plugin(module).add_parser(sub)
+    return parser
+
+
+# Subcommands defined next to their code; each module exposes add_parser(sub) and run(args).
+_PLUGINS: tuple[str, ...] = ()
+
+
+def _plugin(module: str):
+    import importlib
+
+    return importlib.import_module(module)
+
+
+def _version() -> str:
+    from . import __version__
+
+    return f"stemforge {__version__}"
+
+
+def track_name(path: Path) -> str:
+    """``song.mp3 -> song``; ``song.stem.mp4 -> song``."""
+    name = path.name
+    return name[: -len(".stem.mp4")] if name.endswith(".stem.mp4") else path.stem
+
+
+def run_separate(args: argparse.Namespace) -> int:
+    from .errors import StemforgeError
+    from .separator import Separator, check_stems, save_stems, select_stems
+
+    batch = args.batch_size if args.batch_size == "auto" else _int(args.batch_size, "--batch-size")
+    only = [s.strip() for s in args.stems.split(",") if s.strip()] if args.stems else None
+    sep = Separator(args.name, checkpoint=args.checkpoint, config=args.config, device=args.device,
+                    precision=args.precision, overlap=args.overlap, batch_size=batch, window=args.window,
+                    allow_unverified=args.allow_unverified)
+    check_stems(sep.stems, two_stems=args.two_stems, only=only)  # before any work
+    subtype = "FLOAT" if args.float32 else "PCM_24" if args.int24 else "PCM_16"
+    _say(args, f"model {sep.name}: stems {', '.join(sep.stems)} | device {sep.device} | "
+               f"precision {str(sep.dtype).removeprefix('torch.')} | overlap {sep.overlap} | batch {sep.batch_size}")
+    failures = []
+    for path in args.inputs:
+        try:
+            outdir = args.out / sep.name / track_name(path)
+            mix = sep.load(path)
+            with _progress_bar(args, track_name(path)) as progress:
+                raw = sep.separate_mix(mix, progress)
+            stems = select_stems(dict(zip(sep.stems, raw)), mix, two_stems=args.two_stems, only=only)
+            save_stems(stems, outdir, sep.sample_rate, format=args.format, subtype=subtype,
+                       bitrate=args.bitrate, clip=args.clip_mode)
+            _say(args, f"wrote {outdir}/ ({', '.join(f'{s}.{args.format}' for s in stems)})")
+        except StemforgeError as exc:
+            failures.append((path, str(exc)))
+            print(f"error: {exc}", file=sys.stderr)
+    if failures and len(args.inputs) > 1:
+        print(f"\n{len(failures)} of {len(args.inputs)} file(s) failed:", file=sys.stderr)
+        for path, msg in failures:
+            print(f"  {path}: {msg}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+class _progress_bar:
+    """Context manager giving a ``progress(done, total)`` callback drawn as a tqdm bar of chunks."""
+
+    def __init__(self, args: argparse.Namespace, desc: str):
+        self.enabled, self.desc, self.bar = not args.quiet, desc, None
+
+    def __enter__(self):
+        return self.update
+
+    def update(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=self.desc, unit="chunk", leave=False, dynamic_ncols=True)
+        self.bar.update(done - self.bar.n)
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def run_models(args: argparse.Namespace) -> int:
+    from . import registry
+
+    print(registry.format_table(list(registry.load_registry().values())))
+    return 0
+
+
+def run_random_checkpoint(args: argparse.Namespace) -> int:
+    from .separator import random_checkpoint
+
+    path = random_checkpoint(args.config, args.out, seed=args.seed)
+    print(f"wrote random-weight checkpoint {path} for {args.config} (random weights: output is not music)")
+    return 0
+
+
+def _int(value: str, flag: str) -> int:
+    from .errors import StemforgeError
+
+    try:
+        return int(value)
+    except ValueError:
+        raise StemforgeError(f"{flag} must be a whole number or 'auto', got '{value}'") from None
+
+
+def _say(args: argparse.Namespace, msg: str) -> None:
+    if not getattr(args, "quiet", False):
+        print(msg, file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .errors import StemforgeError
+
+    try:
+        return int(args.func(args) or 0)
+    except StemforgeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,229 @@
+"""The user-facing API: ``Separator(...).separate(path_or_array) -> {stem: [channels, samples]}``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .checkpoint import load_weights, read_state_dict
+from .config import ModelConfig, load_config
+from .engine import ChunkRunner, resolve_device, resolve_precision, separate_tensor
+from .engine.batching import auto_batch_size
+from .engine.msst import separate_msst
+from .errors import StemforgeError
+from .models import MDX23C
+
+Progress = Callable[[int, int], None]
+WINDOWS = ("hann", "msst")
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A network with its config and the name used for output folders."""
+
+    name: str
+    config: ModelConfig
+    model: MDX23C
+
+
+def load_model(checkpoint: str | Path, config: str | Path, name: str | None = None) -> LoadedModel:
+    """Build an MDX23C from an MSST YAML and load a checkpoint into it (strict)."""
+    cfg = load_config(config)
+    model = MDX23C.from_config(cfg)
+    load_weights(model, read_state_dict(checkpoint), checkpoint, config)
+    return LoadedModel(name or Path(checkpoint).stem, cfg, model.eval())
+
+
+def resolve_model(name: str | None, checkpoint: str | Path | None, config: str | Path | None,
+                  allow_unverified: bool = False) -> LoadedModel:
+    """Pick the model from ``checkpoint`` + ``config``, or from the registry by ``name``."""
+    if checkpoint or config:
+        if not (checkpoint and config):
+            missing = "--config YAML" if checkpoint else "--checkpoint CKPT"
+            raise StemforgeError(f"a checkpoint needs its MSST config and vice versa: add {missing}")
+        if name:
+            raise StemforgeError("give either a model name (-n) or --checkpoint/--config, not both")
+        return load_model(checkpoint, config)
+    from . import registry
+
+    entry = registry.get_model(name or "default")
+    ckpt, cfg = registry.fetch_model(entry.name, allow_unverified=allow_unverified)
+    return load_model(ckpt, cfg, name=entry.name)
+
+
+class Separator:
+    """Separates songs into stems with an MDX23C model.
+
+    Args:
+        model: registered model name (see ``stemforge models``); default ``"default"``.
+        checkpoint, config: an MSST ``.ckpt``/``.safetensors`` and its YAML, instead of a name.
+        device: ``auto|cpu|cuda|cuda:N|mps``.
+        precision: ``auto|fp32|bf16|fp16`` for the network (STFT and accumulation stay fp32).
+        overlap: chunks per chunk length (hop = chunk / overlap); default from the config, else 4.
+        batch_size: chunks per network call, or ``"auto"``.
+        window: ``"hann"`` (default) or ``"msst"`` to reproduce MSST's ``demix`` exactly.
+    """
+
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        checkpoint: str | Path | None = None,
+        config: str | Path | None = None,
+        device: str = "auto",
+        precision: str = "auto",
+        overlap: int | None = None,
+        batch_size: int | str = "auto",
+        window: str = "hann",
+        allow_unverified: bool = False,
+    ):
+        if window not in WINDOWS:
+            raise StemforgeError(f"unknown window '{window}'; use one of {', '.join(WINDOWS)}")
+        self.loaded = resolve_model(model, checkpoint, config, allow_unverified)
+        self.config = self.loaded.config
+        self.device = resolve_device(device)
+        self.dtype = resolve_precision(precision, self.device)
+        self.overlap = int(overlap or self.config.inference.num_overlap or 4)
+        if self.overlap < 1:
+            raise StemforgeError(f"--overlap must be at least 1, got {self.overlap}")
+        self.window = window
+        self.runner = ChunkRunner(self.loaded.model, self.device, self.dtype)
+        self.batch_size = self._batch_size(batch_size)
+
+    @property
+    def name(self) -> str:
+        return self.loaded.name
+
+    @property
+    def stems(self) -> tuple[str, ...]:
+        return self.config.stems
+
+    @property
+    def sample_rate(self) -> int:
+        return self.config.sample_rate
+
+    def _batch_size(self, batch_size: int | str) -> int:
+        if batch_size == "auto":
+            if self.window == "msst" and self.config.inference.batch_size:
+                return int(self.config.inference.batch_size)
+            return auto_batch_size(self.loaded.model, self.config.chunk_size, self.device, self.dtype)
+        if int(batch_size) < 1:
+            raise StemforgeError(f"--batch-size must be at least 1 or 'auto', got {batch_size}")
+        return int(batch_size)
+
+    def load(self, path: str | Path) -> np.ndarray:
+        """Decode ``path`` at the model's rate: ``[channels, samples]`` fp32; silence is an error."""
+        from .audio import load_audio
+
+        mix = load_audio(path, sample_rate=self.sample_rate, channels=self.config.audio.num_channels)
+        if not np.any(mix):
+            raise StemforgeError(f"'{path}' is digital silence: there is nothing to separate")
+        return mix
+
+    def separate(self, audio: str | Path | np.ndarray, sample_rate: int | None = None,
+                 progress: Progress | None = None) -> dict[str, np.ndarray]:
+        """Separate a file or an array ``[channels, samples]`` into ``{stem: [channels, samples]}``.
+
+        An array must be at ``sample_rate`` (default: the model's rate); it is resampled otherwise.
+        ``progress(chunks_done, chunks_total)`` is called after every batch.
+        """
+        mix = self.load(audio) if isinstance(audio, (str, Path)) else self._check_array(audio, sample_rate)
+        stems = self.separate_mix(mix, progress)
+        return {name: stems[i] for i, name in enumerate(self.stems)}
+
+    def separate_mix(self, mix: np.ndarray, progress: Progress | None = None) -> np.ndarray:
+        """``mix: [channels, samples]`` at the model rate -> ``[stems, channels, samples]`` fp32."""
+        mean, std = 0.0, 1.0
+        if self.config.inference.normalize:
+            mean, std = float(mix.mean()), float(mix.std()) or 1.0
+            mix = (mix - mean) / std
+        kwargs = dict(chunk=self.config.chunk_size, overlap=self.overlap, batch_size=self.batch_size,
+                      num_stems=len(self.stems), progress=progress)
+        if self.window == "msst":
+            out = separate_msst(self.runner, mix, **kwargs)
+        else:
+            out = separate_tensor(self.runner, mix, device=self.device, **kwargs)
+        return out.numpy() * std + mean
+
+    def _check_array(self, audio: np.ndarray, sample_rate: int | None) -> np.ndarray:
+        from .audio import convert_channels, resample
+
+        mix = np.asarray(audio, dtype=np.float32)
+        if mix.ndim == 1:
+            mix = mix[None]
+        if mix.ndim != 2 or mix.shape[-1] == 0:
+            raise StemforgeError(f"audio array must be [channels, samples] with samples > 0, got shape {mix.shape}")
+        if not np.isfinite(mix).all():
+            raise StemforgeError("audio array contains NaN or inf samples; clean it (np.nan_to_num) first")
+        mix = convert_channels(mix, self.config.audio.num_channels)
+        if sample_rate and sample_rate != self.sample_rate:
+            mix = resample(mix, sample_rate, self.sample_rate)
+        return np.ascontiguousarray(mix)
+
+    def save(self, stems: dict[str, np.ndarray], outdir: str | Path, *, format: str = "wav",
+             subtype: str = "PCM_16", bitrate: int = 320, clip: str = "rescale") -> dict[str, Path]:
+        """Write ``{stem: audio}`` as ``outdir/<stem>.<format>``; all files or none."""
+        return save_stems(stems, outdir, self.sample_rate, format=format, subtype=subtype, bitrate=bitrate, clip=clip)
+
+
+def select_stems(stems: dict[str, np.ndarray], mix: np.ndarray, *, two_stems: str | None = None,
+                 only: list[str] | None = None) -> dict[str, np.ndarray]:
+    """Apply ``--two-stems STEM`` (STEM and ``no_STEM`` = mix - STEM, fp32) and ``--stems a,b``."""
+    check_stems(tuple(stems), two_stems=two_stems, only=only)
+    if two_stems:
+        target = stems[two_stems]
+        return {two_stems: target, f"no_{two_stems}": mix.astype(np.float32) - target}
+    if only:
+        return {name: stems[name] for name in only}
+    return stems
+
+
+def check_stems(available: tuple[str, ...], *, two_stems: str | None = None, only: list[str] | None = None) -> None:
+    """Fail early, naming the valid choices, when a requested stem is not one the model outputs."""
+    for name in [two_stems] + list(only or []):
+        if name is not None and name not in available:
+            raise StemforgeError(f"unknown stem '{name}'; this model outputs: {', '.join(available)}")
+
+
+def save_stems(stems: dict[str, np.ndarray], outdir: str | Path, sample_rate: int, *, format: str = "wav",
+               subtype: str = "PCM_16", bitrate: int = 320, clip: str = "rescale") -> dict[str, Path]:
+    """Write each stem atomically; if any write fails, the ones already written are removed."""
+    from .audio import save_audio
+
+    outdir = Path(outdir)
+    written: dict[str, Path] = {}
+    try:
+        for name, audio in stems.items():
+            written[name] = save_audio(outdir / f"{name}.{format}", audio, sample_rate,
+                                       subtype=subtype, bitrate=bitrate, clip=clip)
+    except BaseException:
+        for path in written.values():
+            path.unlink(missing_ok=True)
+        raise
+    return written
+
+
+def random_checkpoint(config: str | Path, out: str | Path, seed: int = 0) -> Path:
+    """Write a random-weight checkpoint for ``config`` (demos, tests and benchmarks only)."""
+    torch.manual_seed(seed)
+    cfg = load_config(config)
+    model = MDX23C.from_config(cfg)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.ndim == 1:  # make norms non-identity, as trained models are
+                p.add_(0.1 * torch.randn_like(p))
+    from .audio import atomic_write
+
+    out = Path(out)
+    with atomic_write(out) as tmp:
+        if out.suffix == ".safetensors":
+            from safetensors.torch import save_file
+
+            save_file(model.state_dict(), str(tmp))
+        else:
+            torch.save(model.state_dict(), tmp)
+    return out
