@@ -370,3 +370,31 @@ def test_format_table_lists_shipped_registry():
     table = registry.format_table(registry.load_registry().values())
     for name in registry.load_registry():
         assert name in table
+
+
+# ---------------------------------------------------------------------------
+# End to end: `stemforge separate -n NAME` downloads once, verifies, separates
+
+
+def test_separate_by_name_downloads_once_then_uses_cache(server, tmp_path, monkeypatch, msst_ref):
+    import numpy as np
+    import soundfile as sf
+
+    from stemforge.cli import main
+
+    state, base = server
+    ckpt = (msst_ref / "mdx23c_tiny.ckpt").read_bytes()
+    yaml = (msst_ref / "mdx23c_tiny.yaml").read_bytes()
+    state.files.update({"/tiny.ckpt": ckpt, "/tiny.yaml": yaml})
+    entry = ModelEntry(name="tiny-test", architecture="mdx23c", config=base + "/tiny.yaml", url=base + "/tiny.ckpt",
+                       weights=None, sha256=sha(ckpt), size=len(ckpt), licence="test",
+                       stems=("vocals", "bass", "drums", "other"), description="test", sample_rate=44100,
+                       config_sha256=sha(yaml))
+    monkeypatch.setattr(registry, "load_registry", lambda path=None: {entry.name: entry})
+    monkeypatch.setenv("STEMFORGE_CACHE", str(tmp_path / "cache"))
+    song = tmp_path / "song.wav"
+    sf.write(song, 0.1 * np.random.default_rng(0).standard_normal((20000, 2)), 44100)
+    for _ in range(2):
+        assert main(["separate", str(song), "-n", "tiny-test", "-o", str(tmp_path / "out"), "-q"]) == 0
+    assert sorted(p for p, _ in state.requests) == ["/tiny.ckpt", "/tiny.yaml"]  # second run: cache only
+    assert len(list((tmp_path / "out" / "tiny-test" / "song").glob("*.wav"))) == 4

@@ -12,14 +12,22 @@ _NAMES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def cpu_has_native_bf16() -> bool:
-    """True when the CPU has bf16 instructions (AVX512-BF16 or AMX) that make bf16 pay off."""
+    """True when the CPU has AMX bf16 tiles, the units that make bf16 convolutions pay off.
+
+    AVX512-BF16 alone is not enough: on such a CPU without AMX we measured a 2048^2 matmul at
+    137 GFLOP/s fp32 vs 151 bf16, and the MDX23C network no faster in bf16 than in fp32.
+    """
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        flags = ""
     cpu = getattr(torch, "cpu", None)
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
+    return "amx_bf16" in flags or bool(getattr(cpu, "_is_amx_tile_supported", lambda: False)())
 
 
 def resolve_precision(name: str, device: torch.device) -> torch.dtype:
-    """``fp32|bf16|fp16|auto`` -> dtype. Auto: fp16 on CUDA, bf16 on CPUs with native bf16, else fp32."""
+    """``fp32|bf16|fp16|auto`` -> dtype. Auto: fp16 on CUDA, bf16 on CPUs with AMX bf16, else fp32."""
     if name == "auto":
         if device.type == "cuda":
             return torch.float16
