@@ -7,10 +7,12 @@ answers at once.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from pathlib import Path
 
 FORMATS = ("wav", "flac", "mp3")
+BACKENDS = ("eager", "compile", "onnx")
 BITRATES = (128, 192, 320)
 
 
@@ -32,6 +34,14 @@ def _add_separate(sub) -> None:
                      help="network precision; STFT and accumulation stay fp32 (default: auto)")
     eng.add_argument("--window", default="hann", choices=("hann", "msst"),
                      help="overlap-add window; msst reproduces MSST's demix exactly (default: hann)")
+    eng.add_argument("--backend", default="eager", choices=BACKENDS,
+                     help="eager PyTorch, torch.compile (slow first start, then cached), or ONNX Runtime (fp32)")
+    eng.add_argument("--onnx", type=Path, metavar="FILE",
+                     help="network from `stemforge export-onnx` for --backend onnx (default: exported into the cache)")
+    eng.add_argument("--threads", default="auto",
+                     help="CPU threads; auto: the cores not busy with other work (default: auto)")
+    eng.add_argument("--in-memory", action="store_true",
+                     help="decode the whole file first instead of streaming it (memory grows with the track)")
     out = p.add_argument_group("output")
     out.add_argument("--two-stems", metavar="STEM", help="write STEM and no_STEM (mixture minus STEM)")
     out.add_argument("--stems", help="comma-separated stems to write (default: all)")
@@ -59,6 +69,30 @@ def _add_random_checkpoint(sub) -> None:
     p.set_defaults(func=run_random_checkpoint)
 
 
+def _add_export_onnx(sub) -> None:
+    p = sub.add_parser("export-onnx", help="export a model's network to ONNX (for --backend onnx)",
+                       description="Export the network (STFT and iSTFT excluded) with a dynamic batch axis, "
+                                   "then check it against PyTorch with ONNX Runtime.")
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--config", type=Path, required=True)
+    p.add_argument("-o", "--out", type=Path, required=True, help="the .onnx file to write")
+    p.add_argument("--opset", type=int, default=17)
+    p.set_defaults(func=run_export_onnx)
+
+
+def _add_bench(sub) -> None:
+    p = sub.add_parser("bench", help="measure separation speed and memory on this machine (~30 s)",
+                       description="Separate a generated clip with a small random-weight model per backend and "
+                                   "precision, each in a fresh process; print real-time factor and peak RSS.")
+    p.add_argument("--seconds", type=float, default=10.0, help="clip length (default: 10)")
+    p.add_argument("--backends", nargs="+", default=["eager", "onnx"], choices=BACKENDS)
+    p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=("fp32", "bf16", "fp16"))
+    p.add_argument("--config", type=Path, help="model config (default: the packaged small config)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", default="auto")
+    p.set_defaults(func=run_bench)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stemforge", description="Fast music source separation.")
     parser.add_argument("--version", action="version", version=_version())
@@ -66,19 +100,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_separate(sub)
     _add_models(sub)
     _add_random_checkpoint(sub)
+    _add_export_onnx(sub)
+    _add_bench(sub)
     for module in _PLUGINS:
-        _plugin(module).add_parser(sub)
+        plugin = importlib.import_module(module)
+        plugin.add_parser(sub).set_defaults(func=plugin.run)
     return parser
 
 
-# Subcommands defined next to their code; each module exposes add_parser(sub) and run(args).
-_PLUGINS: tuple[str, ...] = ()
-
-
-def _plugin(module: str):
-    import importlib
-
-    return importlib.import_module(module)
+# Subcommands defined next to their code; each module's add_parser(sub) returns its parser and
+# run(args) runs it. These modules import only argparse at load time.
+_PLUGINS: tuple[str, ...] = ("stemforge.synth.cli",)
 
 
 def _version() -> str:
@@ -94,29 +126,30 @@ def track_name(path: Path) -> str:
 
 
 def run_separate(args: argparse.Namespace) -> int:
+    from .engine.device import set_threads
     from .errors import StemforgeError
-    from .separator import Separator, check_stems, save_stems, select_stems
+    from .separator import Separator, check_stems
 
     batch = args.batch_size if args.batch_size == "auto" else _int(args.batch_size, "--batch-size")
     only = [s.strip() for s in args.stems.split(",") if s.strip()] if args.stems else None
+    threads = set_threads(args.threads)
     sep = Separator(args.name, checkpoint=args.checkpoint, config=args.config, device=args.device,
                     precision=args.precision, overlap=args.overlap, batch_size=batch, window=args.window,
-                    allow_unverified=args.allow_unverified)
+                    allow_unverified=args.allow_unverified, backend=args.backend, onnx=args.onnx)
     check_stems(sep.stems, two_stems=args.two_stems, only=only)  # before any work
     subtype = "FLOAT" if args.float32 else "PCM_24" if args.int24 else "PCM_16"
-    _say(args, f"model {sep.name}: stems {', '.join(sep.stems)} | device {sep.device} | "
-               f"precision {str(sep.dtype).removeprefix('torch.')} | overlap {sep.overlap} | batch {sep.batch_size}")
+    _say(args, f"model {sep.name}: stems {', '.join(sep.stems)} | device {sep.device} | backend {sep.backend} | "
+               f"precision {str(sep.dtype).removeprefix('torch.')} | overlap {sep.overlap} | batch {sep.batch_size}"
+               f" | threads {threads}")
     failures = []
     for path in args.inputs:
         try:
             outdir = args.out / sep.name / track_name(path)
-            mix = sep.load(path)
             with _progress_bar(args, track_name(path)) as progress:
-                raw = sep.separate_mix(mix, progress)
-            stems = select_stems(dict(zip(sep.stems, raw)), mix, two_stems=args.two_stems, only=only)
-            save_stems(stems, outdir, sep.sample_rate, format=args.format, subtype=subtype,
-                       bitrate=args.bitrate, clip=args.clip_mode)
-            _say(args, f"wrote {outdir}/ ({', '.join(f'{s}.{args.format}' for s in stems)})")
+                written = sep.separate_file(path, outdir, two_stems=args.two_stems, stems=only, format=args.format,
+                                            subtype=subtype, bitrate=args.bitrate, clip=args.clip_mode,
+                                            stream=not args.in_memory, progress=progress)
+            _say(args, f"wrote {outdir}/ ({', '.join(p.name for p in written.values())})")
         except StemforgeError as exc:
             failures.append((path, str(exc)))
             print(f"error: {exc}", file=sys.stderr)
@@ -125,6 +158,25 @@ def run_separate(args: argparse.Namespace) -> int:
         for path, msg in failures:
             print(f"  {path}: {msg}", file=sys.stderr)
     return 1 if failures else 0
+
+
+def run_export_onnx(args: argparse.Namespace) -> int:
+    from .engine.backends import export_onnx, verify_onnx
+    from .separator import load_model
+
+    loaded = load_model(args.checkpoint, args.config)
+    path = export_onnx(loaded.model, loaded.config.chunk_size, args.out, opset=args.opset)
+    diff = verify_onnx(loaded.model, loaded.config.chunk_size, path)
+    print(f"wrote {path} (opset {args.opset}, dynamic batch); ONNX Runtime vs PyTorch fp32: max abs diff {diff:.2e}")
+    return 0
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    from .engine.bench import run
+
+    run(seconds=args.seconds, backends=args.backends, precisions=args.precisions, config=args.config,
+        device=args.device, threads=args.threads)
+    return 0
 
 
 class _progress_bar:
