@@ -75,6 +75,9 @@ def _is_tensor_dict(d: dict) -> bool:
 
 def load_weights(model: nn.Module, state: dict[str, torch.Tensor], ckpt: str | Path, config: str | Path | None) -> None:
     """``model.load_state_dict(state, strict=True)`` with one readable error on any mismatch."""
+    check = getattr(model, "check_state_dict", None)
+    if check is not None:
+        check(state, f"checkpoint '{ckpt}'")  # e.g. trained with another CMX reduction
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]

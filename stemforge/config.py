@@ -178,6 +178,8 @@ def _check_geometry(cfg: ModelConfig, where: str) -> None:
         raise StemforgeError(f"{where}: audio.dim_f={a.dim_f} exceeds n_fft//2+1={a.n_fft // 2 + 1}")
     if a.dim_f % m.num_subbands:
         raise StemforgeError(f"{where}: audio.dim_f={a.dim_f} must be divisible by model.num_subbands={m.num_subbands}")
+    if a.use_cmx:
+        return  # the CMX model pads frequency and time itself (see MDX23C.check_geometry)
     f = a.dim_f // m.num_subbands
     if f % (m.scale[1] ** m.num_scales):
         raise StemforgeError(

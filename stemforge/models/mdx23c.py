@@ -11,10 +11,15 @@ steps the engine can run separately:
 
 so that only the network runs in reduced precision, and so that the network
 alone can be exported to ONNX (``torch.istft`` cannot be).
+
+With ``cmx=r`` (off by default) the network folds every ``r x r`` tile of the sub-band
+spectrogram into channels (:mod:`stemforge.models.cmx`) and runs on ``r*r`` times fewer
+positions; inputs are zero-padded so any ``n_fft``/``hop``/chunk works.
 """
 
 from __future__ import annotations
 
+import warnings
 from functools import partial
 from typing import Callable
 
@@ -22,6 +27,8 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig
+from ..errors import StemforgeError
+from . import cmx as cmx_ops
 
 Norm = Callable[[int], nn.Module]
 
@@ -140,6 +147,9 @@ class MDX23C(nn.Module):
         num_channels, growth: width of the first level and its increase per level.
         bottleneck_factor: TDF hidden size is ``f // bottleneck_factor``.
         norm, act: MSST names (``InstanceNorm``, ``BatchNorm``, ``GroupNormN``; ``gelu``, ``relu``, ``eluA``).
+        cmx: CMX reduction ``r`` in 1..4, or ``None`` (default) for MSST's network. With CMX the
+            sub-band spectrogram is padded and folded ``[.., F, T] -> [.. * r*r, F/r, T/r]``;
+            ``r > 1`` adds the buffer ``cmx_reduction`` to the state_dict.
     """
 
     def __init__(
@@ -159,17 +169,25 @@ class MDX23C(nn.Module):
         bottleneck_factor: int = 4,
         norm: str = "InstanceNorm",
         act: str = "gelu",
+        cmx: int | None = None,
     ):
         super().__init__()
+        cmx_ops.check_reduction(cmx)
+        self.cmx = cmx
+        if cmx is not None and cmx > 1:
+            self.register_buffer(cmx_ops.KEY, torch.tensor(cmx))
+        self.register_load_state_dict_pre_hook(_check_cmx_hook)
         self.num_stems = stems
         self.n_fft, self.hop_length, self.dim_f = n_fft, hop_length, dim_f
         self.audio_channels = audio_channels
         self.num_subbands = num_subbands
+        self.scale, self.num_scales = tuple(scale), num_scales
         self.register_buffer("window", torch.hann_window(n_fft, periodic=True), persistent=False)
 
         norm_fn, act_fn = make_norm(norm), make_act(act)
-        dim_c = num_subbands * audio_channels * 2
-        c, g, f = num_channels, growth, dim_f // num_subbands
+        r = cmx or 1
+        dim_c = num_subbands * audio_channels * 2 * r * r
+        c, g, f = num_channels, growth, self._net_freq(dim_f)
         scale = tuple(scale)
 
         self.first_conv = nn.Conv2d(dim_c, c, 1, 1, 0, bias=False)
@@ -198,7 +216,48 @@ class MDX23C(nn.Module):
             audio_channels=a.num_channels, num_subbands=m.num_subbands, num_scales=m.num_scales,
             scale=m.scale, num_blocks_per_scale=m.num_blocks_per_scale, num_channels=m.num_channels,
             growth=m.growth, bottleneck_factor=m.bottleneck_factor, norm=m.norm, act=m.act,
+            cmx=a.cmx_reduction if a.use_cmx else None,
         )
+
+    @staticmethod
+    def check_geometry(cfg: ModelConfig, where: str = "<config>") -> None:
+        """CMX-aware geometry rules: a CMX model pads, so only ``r`` and ``dim_f`` are constrained.
+
+        Non-CMX configs keep :func:`stemforge.config.parse_config`'s divisibility rules.
+        """
+        a = cfg.audio
+        if not a.use_cmx:
+            return
+        try:
+            cmx_ops.check_reduction(a.cmx_reduction)
+        except StemforgeError as exc:
+            raise StemforgeError(f"{where}: {exc}") from None
+        if a.dim_f > a.n_fft // 2 + 1:
+            raise StemforgeError(f"{where}: audio.dim_f={a.dim_f} exceeds n_fft//2+1={a.n_fft // 2 + 1}")
+        m, r = cfg.model, a.cmx_reduction
+        bands = cmx_ops.round_up(a.dim_f, m.num_subbands) // m.num_subbands
+        rows = cmx_ops.round_up(bands, r * m.scale[1] ** m.num_scales) // r // m.scale[1] ** m.num_scales
+        if rows // m.bottleneck_factor == 0:
+            warnings.warn(
+                f"{where}: with audio.cmx_reduction={r} the U-Net bottleneck has {rows} frequency rows, so its TDF "
+                f"layers get {rows} // bottleneck_factor={m.bottleneck_factor} = 0 units; lower cmx_reduction or "
+                "model.num_scales, or raise audio.dim_f", UserWarning, stacklevel=2)
+
+    def check_state_dict(self, state: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
+        """Raise a clear error when ``state`` comes from a model with another CMX reduction."""
+        cmx_ops.check_state_reduction(state, self.cmx or 1, source)
+
+    def _multiples(self) -> tuple[int, int]:
+        """(freq, time) sizes the sub-band spectrogram is padded to multiples of (CMX only)."""
+        r = self.cmx
+        return r * self.scale[1] ** self.num_scales, r * self.scale[0] ** self.num_scales
+
+    def _net_freq(self, dim_f: int) -> int:
+        """Frequency bins per position row at the U-Net's first level."""
+        if self.cmx is None:
+            return dim_f // self.num_subbands
+        bands = cmx_ops.round_up(dim_f, self.num_subbands) // self.num_subbands
+        return cmx_ops.round_up(bands, self._multiples()[0]) // self.cmx
 
     # -- STFT front end (always fp32) -------------------------------------------------
 
@@ -225,9 +284,15 @@ class MDX23C(nn.Module):
 
     def net(self, spec: torch.Tensor) -> torch.Tensor:
         """``spec: [B, C*2, dim_f, frames] -> [B, stems, C*2, dim_f, frames]``."""
-        b, _, _, t = spec.shape
+        b, _, f_in, t = spec.shape
         k = self.num_subbands
-        mix = x = _bands_to_channels(spec, k)  # [B, C*2*k, dim_f/k, T]
+        if self.cmx is not None:
+            spec = nn.functional.pad(spec, (0, 0, 0, cmx_ops.round_up(f_in, k) - f_in))
+        x = _bands_to_channels(spec, k)  # [B, C*2*k, dim_f/k, T]
+        band_size = x.shape[-2:]
+        if self.cmx is not None:
+            x = cmx_ops.space_to_depth(x, self.cmx, self._multiples())  # [B, C*2*k*r*r, F'/r, T'/r]
+        mix = x
         first = x = self.first_conv(x)
         x = x.transpose(-1, -2)  # [B, c, T, F]: TDF linears act on frequency
         skips = []
@@ -241,8 +306,10 @@ class MDX23C(nn.Module):
             x = level.tfc_tdf(torch.cat([x, skips.pop()], 1))
         x = x.transpose(-1, -2) * first  # multiplicative skip ("reduce artifacts")
         x = self.final_conv(torch.cat([mix, x], 1))
-        x = _channels_to_bands(x, k)
-        return x.reshape(b, self.num_stems, -1, x.shape[-2], t)
+        if self.cmx is not None:
+            x = cmx_ops.depth_to_space(x, self.cmx, band_size)
+        x = _channels_to_bands(x, k)[..., :f_in, :]
+        return x.reshape(b, self.num_stems, -1, f_in, t)
 
     def forward(self, mix: torch.Tensor) -> torch.Tensor:
         """``mix: [B, C, S] -> stems: [B, stems, C, S]`` (same as MSST's forward)."""
@@ -259,3 +326,8 @@ def _channels_to_bands(x: torch.Tensor, k: int) -> torch.Tensor:
     """Inverse of :func:`_bands_to_channels`: ``[B, C*k, F, T] -> [B, C, F*k, T]``."""
     b, c, f, t = x.shape
     return x.reshape(b, c // k, f * k, t)
+
+
+def _check_cmx_hook(module, state, prefix, *args) -> None:
+    """``load_state_dict`` pre-hook: refuse weights trained with another CMX reduction, clearly."""
+    module.check_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})

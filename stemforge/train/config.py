@@ -1,0 +1,253 @@
+"""The training YAML: MSST's ``training:`` and ``augmentations:`` sections as frozen dataclasses.
+
+``audio:``, ``model:`` and ``inference:`` are parsed by :func:`stemforge.config.parse_config`.
+Unknown keys are errors naming the closest valid key. Keys MSST uses that stemforge accepts but
+does not implement (its masked loss, pedalboard effects, ...) are listed in one ``ignored: ...``
+warning per config.
+"""
+
+from __future__ import annotations
+
+import difflib
+import typing
+import warnings
+from dataclasses import MISSING, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from ..config import ModelConfig, parse_config, read_yaml
+from ..errors import StemforgeError
+from ..models import MDX23C
+
+SECTIONS = ("audio", "model", "training", "augmentations", "inference")
+
+_IGNORED_TRAINING = {
+    "q": "MSST's masked loss; stemforge trains with L1 + training.loss_stft",
+    "coarse_loss_clip": "MSST's masked loss; stemforge trains with L1 + training.loss_stft",
+    "other_fix": "MSST's multisong validation option",
+    "num_warmup_steps": "only used by MSST's linear scheduler",
+    "read_metadata_procs": "MSST dataset-loader option",
+    "precompute_chunks": "MSST dataset-loader option",
+    "num_precompute_chunks": "MSST dataset-loader option",
+    "precompute_batch_for_chunks": "MSST dataset-loader option",
+    "max_class_presence_ratio": "MSST dataset-loader option",
+    "segment": "used by other MSST models",
+    "samplerate": "used by other MSST models (audio.sample_rate is used)",
+    "k_sdr": "MSST metric option; stemforge reports global SDR",
+}
+_IGNORED_AUGMENT_PREFIXES = ("mp3_compression", "chunk_size_augm", "chunk_size_min", "chunk_size_max")
+_IGNORED_STEM_AUGMENT_PREFIXES = (
+    "mp3_compression", "pedalboard_", "pitch_shift", "seven_band_parametric_eq", "tanh_distortion",
+    "gaussian_noise", "time_stretch",
+)
+_IGNORED_SECTIONS = {"loss_multistft": "auraloss settings; use training.loss_stft and training.stft_resolutions"}
+_warned: set[tuple[str, str]] = set()
+EFFECT = "MSST effects not implemented"
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """The ``training:`` section. ``num_steps`` counts optimizer steps per epoch."""
+
+    instruments: tuple[str, ...]
+    target_instrument: str | None = None
+    batch_size: int = 6
+    lr: float = 9e-5
+    num_epochs: int = 1000
+    num_steps: int = 1000
+    gradient_accumulation_steps: int = 1
+    grad_clip: float = 0.0
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    ema_momentum: float = 0.0
+    use_amp: bool = False
+    amp_dtype: str = "auto"
+    scheduler: str = "ReduceLROnPlateau"
+    patience: int = 2
+    reduce_factor: float = 0.95
+    model_type: str = "mdx23c"
+    seed: int = 0
+    loss_l1: float = 1.0
+    loss_stft: float = 0.0
+    stft_resolutions: tuple[tuple[int, int], ...] = ((2048, 512), (1024, 256), (512, 128))
+    num_workers: int = 2
+    save_every: int = 0
+    fast_valid_segments: int = 0
+    fast_valid_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
+class StemAugment:
+    """``augmentations.all:``: per-stem probabilities."""
+
+    channel_shuffle: float = 0.0
+    random_polarity: float = 0.0
+    random_inverse: float = 0.0
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """The ``augmentations:`` section. ``remix`` draws every stem from its own random track and offset."""
+
+    enable: bool = False
+    remix: bool = True
+    loudness: bool = False
+    loudness_min: float = 0.5
+    loudness_max: float = 1.5
+    mixup: bool = False
+    mixup_probs: tuple[float, ...] = ()
+    mixup_loudness_min: float = 0.5
+    mixup_loudness_max: float = 1.5
+    all: StemAugment = field(default_factory=StemAugment)
+
+
+@dataclass(frozen=True)
+class TrainSetup:
+    """Everything one training run is configured with."""
+
+    model: ModelConfig
+    training: TrainingConfig
+    augment: AugmentConfig
+    path: Path | None = None
+    text: str = ""
+
+
+def load_setup(path: str | Path) -> TrainSetup:
+    """Read and validate a training YAML."""
+    path = Path(path)
+    data = read_yaml(path)
+    return parse_setup(data, where=f"config '{path}'", path=path, text=path.read_text())
+
+
+def parse_setup(data: dict, where: str = "<config>", path: Path | None = None, text: str = "") -> TrainSetup:
+    ignored: dict[str, list[str]] = {}  # reason -> keys
+    for key in data:
+        if key in _IGNORED_SECTIONS:
+            ignored.setdefault(_IGNORED_SECTIONS[key], []).append(f"{key}:")
+        elif key not in SECTIONS:
+            _unknown(key, SECTIONS, "", where)
+    model = parse_config(data, where, path)
+    MDX23C.check_geometry(model, where)
+    training = _parse(TrainingConfig, data["training"], "training", where, _ignored_training, ignored)
+    training = _check_training(training, where)
+    augment = _parse_augment(data.get("augmentations") or {}, where, training.instruments, ignored)
+    _warn_ignored(where, ignored)
+    return TrainSetup(model, training, augment, path, text)
+
+
+def _ignored_training(key: str) -> tuple[str, str] | None:
+    reason = _IGNORED_TRAINING.get(key)
+    return None if reason is None else (key, reason)
+
+
+def _ignored_effect(key: str) -> tuple[str, str] | None:
+    for prefix in _IGNORED_AUGMENT_PREFIXES + _IGNORED_STEM_AUGMENT_PREFIXES:
+        if key.startswith(prefix):
+            return (prefix.rstrip("_") + "*", EFFECT)
+    return None
+
+
+def _parse_augment(data: Any, where: str, instruments: tuple[str, ...], ignored: dict) -> AugmentConfig:
+    if not isinstance(data, dict):
+        raise StemforgeError(f"{where}: section 'augmentations:' must be a mapping")
+    data = dict(data)
+    for name in [k for k in data if k in instruments]:
+        ignored.setdefault(EFFECT, []).append(f"augmentations.{name}:")
+        del data[name]
+    all_data = data.pop("all", None) or {}
+    stem = _parse(StemAugment, all_data, "augmentations.all", where, _ignored_effect, ignored)
+    aug = replace(_parse(AugmentConfig, data, "augmentations", where, _ignored_effect, ignored), all=stem)
+    for name in ("channel_shuffle", "random_polarity", "random_inverse"):
+        _check(0 <= getattr(stem, name) <= 1, f"augmentations.all.{name} must be a probability in 0..1", where)
+    _check(all(0 <= p <= 1 for p in aug.mixup_probs), "augmentations.mixup_probs must be probabilities", where)
+    return aug
+
+
+def _check_training(t: TrainingConfig, where: str) -> TrainingConfig:
+    _check(t.model_type == "mdx23c", f"training.model_type '{t.model_type}' is not supported (stemforge trains mdx23c)", where)
+    _check(t.batch_size >= 1 and t.num_epochs >= 1 and t.num_steps >= 1 and t.gradient_accumulation_steps >= 1,
+           "training.batch_size, num_epochs, num_steps and gradient_accumulation_steps must be >= 1", where)
+    _check(t.lr > 0, f"training.lr must be > 0, got {t.lr}", where)
+    _check(t.optimizer.lower() in ("adam", "adamw"), f"training.optimizer '{t.optimizer}' is not supported; use adam or adamw", where)
+    _check(t.amp_dtype in ("auto", "bf16", "fp16"), f"training.amp_dtype '{t.amp_dtype}' must be auto, bf16 or fp16", where)
+    _check(t.scheduler in ("ReduceLROnPlateau", "constant"),
+           f"training.scheduler '{t.scheduler}' is not supported; use ReduceLROnPlateau or constant", where)
+    _check(0 <= t.ema_momentum < 1, f"training.ema_momentum must be in [0, 1), got {t.ema_momentum}", where)
+    _check(t.loss_l1 >= 0 and t.loss_stft >= 0 and t.loss_l1 + t.loss_stft > 0,
+           "training.loss_l1 and training.loss_stft must be >= 0 and not both 0", where)
+    return t
+
+
+# -- generic section parsing ---------------------------------------------------------------
+
+
+def _parse(cls, data: Any, name: str, where: str, is_ignored, ignored: dict) -> Any:
+    """Build dataclass ``cls`` from ``data``: coerce types, error on unknown keys, collect ignored ones.
+
+    ``is_ignored(key) -> (shown name, reason) | None``; ignored keys go to ``ignored[reason]``.
+    """
+    if not isinstance(data, dict):
+        raise StemforgeError(f"{where}: section '{name}:' must be a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    valid = [f.name for f in fields(cls) if f.name != "all"]
+    kwargs = {}
+    for key, value in data.items():
+        if key in valid:
+            kwargs[key] = _coerce(value, hints[key], f"{name}.{key}", where)
+        elif (hit := is_ignored(key)) is not None:
+            shown = f"{name}.{hit[0]}"
+            keys = ignored.setdefault(hit[1], [])
+            if shown not in keys:
+                keys.append(shown)
+        else:
+            _unknown(key, valid, f"{name}.", where)
+    missing = [f.name for f in fields(cls) if f.name not in kwargs and f.default is f.default_factory is MISSING]
+    _check(not missing, f"section '{name}:' is missing required key(s): {', '.join(missing)}", where)
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, hint: Any, key: str, where: str) -> Any:
+    """Convert a YAML value to the field's type (``'1e-4'`` -> float, lists -> tuples)."""
+    if value is None:
+        return None
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    base = typing.get_origin(hint)
+    try:
+        if base is tuple:
+            inner = args[0]
+            return tuple(_coerce(v, inner, key, where) for v in value)
+        if args and base is not tuple and typing.get_origin(hint) is not None:  # Optional[X]
+            return _coerce(value, args[0], key, where)
+        if hint is bool:
+            if not isinstance(value, bool):
+                raise ValueError
+            return value
+        if hint in (int, float):
+            number = float(value)
+            if hint is int and number != int(number):
+                raise ValueError
+            return hint(number)
+        return hint(value)
+    except (TypeError, ValueError):
+        raise StemforgeError(f"{where}: '{key}' must be {getattr(hint, '__name__', hint)}, got {value!r}") from None
+
+
+def _unknown(key: Any, valid, prefix: str, where: str) -> None:
+    close = difflib.get_close_matches(str(key), list(valid), n=1)
+    hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
+    raise StemforgeError(f"{where}: unknown key '{prefix}{key}'{hint}; valid keys: {', '.join(sorted(valid))}")
+
+
+def _check(ok: bool, message: str, where: str) -> None:
+    if not ok:
+        raise StemforgeError(f"{where}: {message}")
+
+
+def _warn_ignored(where: str, ignored: dict[str, list[str]]) -> None:
+    """One warning per config listing the accepted-but-unimplemented keys, grouped by reason."""
+    if not ignored:
+        return
+    text = "; ".join(f"{', '.join(keys)} ({reason})" for reason, keys in ignored.items())
+    if (where, text) not in _warned:
+        _warned.add((where, text))
+        warnings.warn(f"{where}: ignored: {text}", UserWarning, stacklevel=3)

@@ -1,0 +1,49 @@
+"""Training loss: L1 on the waveform plus an optional multi-resolution STFT loss."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class MultiResolutionSTFTLoss(nn.Module):
+    """Sum over resolutions of spectral convergence + L1 of log magnitudes.
+
+    ``est, ref: [..., S]`` waveforms; ``resolutions``: ``(n_fft, hop)`` pairs (Hann windows).
+    """
+
+    def __init__(self, resolutions: tuple[tuple[int, int], ...]):
+        super().__init__()
+        self.resolutions = tuple(resolutions)
+        for n_fft, _ in self.resolutions:
+            self.register_buffer(f"window_{n_fft}", torch.hann_window(n_fft), persistent=False)
+
+    def forward(self, est: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+        est, ref = est.reshape(-1, est.shape[-1]), ref.reshape(-1, ref.shape[-1])
+        total = est.new_zeros(())
+        for n_fft, hop in self.resolutions:
+            window = getattr(self, f"window_{n_fft}")
+            e, r = (_magnitude(x, n_fft, hop, window) for x in (est, ref))
+            convergence = torch.linalg.vector_norm(r - e) / torch.linalg.vector_norm(r).clamp_min(1e-7)
+            total = total + convergence + (r.log() - e.log()).abs().mean()
+        return total / len(self.resolutions)
+
+
+def _magnitude(x: torch.Tensor, n_fft: int, hop: int, window: torch.Tensor) -> torch.Tensor:
+    z = torch.stft(x, n_fft, hop, window=window, center=True, return_complex=True)
+    return z.abs().clamp_min(1e-7)
+
+
+class SeparationLoss(nn.Module):
+    """``l1 * mean|est - ref| + stft * MRSTFT(est, ref)`` for ``est, ref: [B, stems, C, S]``."""
+
+    def __init__(self, l1: float = 1.0, stft: float = 0.0, resolutions: tuple[tuple[int, int], ...] = ()):
+        super().__init__()
+        self.l1, self.stft = l1, stft
+        self.mrstft = MultiResolutionSTFTLoss(resolutions) if stft > 0 else None
+
+    def forward(self, est: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+        loss = self.l1 * (est - ref).abs().mean()
+        if self.mrstft is not None:
+            loss = loss + self.stft * self.mrstft(est, ref)
+        return loss

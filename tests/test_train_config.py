@@ -1,0 +1,95 @@
+"""Training YAMLs: MSST's configs load, typos are named, unimplemented MSST keys warn once."""
+
+from __future__ import annotations
+
+import subprocess
+import warnings
+
+import pytest
+import yaml
+
+from stemforge.errors import StemforgeError
+from stemforge.train.config import load_setup
+
+from .conftest import REPO
+from .test_train_helpers import tiny_config
+
+MSST_REPO = REPO.parent / ".mirror" / "ZFTurbo+Music-Source-Separation-Training" / "repo"
+
+
+def test_tiny_config_values_reach_the_dataclasses(tmp_path):
+    setup = load_setup(tiny_config(tmp_path))
+    assert setup.training.optimizer == "adamw" and setup.training.gradient_accumulation_steps == 2
+    assert setup.training.stft_resolutions == ((256, 64), (128, 32))
+    assert setup.augment.mixup_probs == (0.3,) and setup.augment.all.random_polarity == 0.5
+    assert setup.model.stems == ("vocals", "bass", "drums", "other")
+
+
+@pytest.mark.parametrize("name", ["mdx23c_musdb18.yaml", "train_mdx23c_musdb18.yaml", "train_mdx23c_small.yaml"])
+def test_repo_configs_load(name):
+    setup = load_setup(REPO / "configs" / name)
+    assert setup.training.batch_size >= 1
+
+
+def test_msst_reference_config_loads_and_warns_once_about_ignored_keys(msst_ref):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        setup = load_setup(msst_ref / "mdx23c_tiny.yaml")
+        load_setup(msst_ref / "mdx23c_tiny.yaml")
+    messages = [str(w.message) for w in caught if "ignored:" in str(w.message)]
+    assert len(messages) == 1
+    assert "training.q" in messages[0] and "training.coarse_loss_clip" in messages[0]
+    assert setup.training.ema_momentum == 0.999 and setup.augment.mixup_probs == (0.2, 0.02)
+
+
+def test_msst_musdb18_config_with_all_augmentations_loads(tmp_path):
+    if not MSST_REPO.is_dir():
+        pytest.skip("MSST mirror not available")
+    text = subprocess.run(["git", "-C", str(MSST_REPO), "show", "HEAD:configs/config_musdb18_mdx23c.yaml"],
+                          capture_output=True, text=True, check=True).stdout
+    path = tmp_path / "msst.yaml"
+    path.write_text(text)
+    with pytest.warns(UserWarning, match=r"ignored: .*pedalboard\*"):
+        setup = load_setup(path)
+    assert setup.augment.all.channel_shuffle == 0.5 and setup.augment.all.random_inverse == 0.1
+
+
+def _edit(tmp_path, section, key, value):
+    path = tiny_config(tmp_path)
+    data = yaml.safe_load(path.read_text())
+    data[section][key] = value
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.parametrize("section,key,hint", [
+    ("training", "gradient_acumulation_steps", "training.gradient_accumulation_steps"),
+    ("augmentations", "loudnes", "augmentations.loudness"),
+])
+def test_unknown_key_names_the_closest_valid_one(tmp_path, section, key, hint):
+    with pytest.raises(StemforgeError, match=rf"unknown key '{section}.{key}'.*did you mean '{hint}'"):
+        load_setup(_edit(tmp_path, section, key, 1))
+
+
+@pytest.mark.parametrize("key,value,match", [
+    ("optimizer", "prodigy", "use adam or adamw"),
+    ("lr", "fast", "training.lr' must be float"),
+    ("batch_size", 0, ">= 1"),
+    ("scheduler", "cosine", "ReduceLROnPlateau or constant"),
+])
+def test_bad_training_values_are_explained(tmp_path, key, value, match):
+    with pytest.raises(StemforgeError, match=match):
+        load_setup(_edit(tmp_path, "training", key, value))
+
+
+def test_string_lr_like_1e_minus_4_is_accepted(tmp_path):
+    assert load_setup(_edit(tmp_path, "training", "lr", "1e-4")).training.lr == 1e-4
+
+
+def test_cmx_reduction_out_of_range_is_refused(tmp_path):
+    path = tiny_config(tmp_path)
+    data = yaml.safe_load(path.read_text())
+    data["audio"].update(use_cmx=True, cmx_reduction=5)
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(StemforgeError, match="cmx_reduction must be an integer in 1..4"):
+        load_setup(path)

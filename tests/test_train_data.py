@@ -1,0 +1,131 @@
+"""Training data: MUSDB layouts found, examples reproducible, remix and augmentations doing what they say."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from stemforge.errors import StemforgeError
+from stemforge.train.config import AugmentConfig, StemAugment
+from stemforge.train.data import SegmentDataset, StepBatches
+from stemforge.train.tracks import find_tracks
+
+from .conftest import DEV_DATA
+from .test_train_helpers import STEMS, make_dataset
+
+CHUNK = 4096
+
+
+def _dataset(root, augment=None, targets=STEMS, seed=0):
+    augment = augment or AugmentConfig()
+    tracks = find_tracks(root, STEMS, 44100, root.parent / "cache")
+    return SegmentDataset(tracks, STEMS, targets, chunk=CHUNK, channels=2, augment=augment, seed=seed)
+
+
+@pytest.fixture
+def data(tmp_path):
+    return make_dataset(tmp_path / "train", tracks=3, seconds=1.0)
+
+
+def test_examples_are_a_pure_function_of_seed_and_index(data):
+    a, b = _dataset(data), _dataset(data)
+    assert all(torch.equal(x, y) for x, y in zip(a[7], b[7]))
+    assert not torch.equal(a[7][0], a[8][0])
+    assert not torch.equal(a[7][0], _dataset(data, seed=1)[7][0])
+
+
+def test_mixture_is_the_sum_of_the_stems_and_target_instrument_selects(data):
+    mix, stems = _dataset(data)[3]
+    assert mix.shape == (2, CHUNK) and stems.shape == (4, 2, CHUNK)
+    assert torch.allclose(mix, stems.sum(0), atol=1e-6)
+    mix_v, vocals = _dataset(data, targets=("vocals",))[3]
+    assert vocals.shape == (1, 2, CHUNK) and torch.equal(mix_v, mix) and torch.equal(vocals[0], stems[0])
+
+
+def _tagged_dataset(root, tracks=3, length=20000):
+    """Channel 0 = track * 10 + stem (constant), channel 1 = sample index: where a segment came from."""
+    for k in range(tracks):
+        (root / f"t{k}").mkdir(parents=True)
+        for j, stem in enumerate(STEMS):
+            audio = np.stack([np.full(length, k * 10 + j), np.arange(length)], 1).astype(np.float32)
+            sf.write(root / f"t{k}" / f"{stem}.wav", audio, 44100, subtype="FLOAT")
+    return root
+
+
+def _origins(stems):
+    """``[(track, offset)]`` of each stem of an example made from :func:`_tagged_dataset`."""
+    return [(int(x[0, 0]) // 10, int(x[1, 0])) for x in stems.numpy()]
+
+
+def test_without_remix_all_stems_come_from_one_place(tmp_path):
+    ds = _dataset(_tagged_dataset(tmp_path / "tagged"), AugmentConfig(enable=True, remix=False))
+    for i in range(10):
+        origins = _origins(ds[i][1])
+        assert len(set(origins)) == 1
+
+
+def test_remix_draws_each_stem_from_its_own_track_and_offset(tmp_path):
+    ds = _dataset(_tagged_dataset(tmp_path / "tagged"), AugmentConfig(enable=True, remix=True))
+    origins = [_origins(ds[i][1]) for i in range(10)]
+    assert all(len(set(o)) == 4 for o in origins)  # four different offsets
+    assert any(len({track for track, _ in o}) > 1 for o in origins)  # tracks mixed across stems
+
+
+def test_polarity_and_channel_swap_augmentations(data):
+    plain = _dataset(data, AugmentConfig(enable=True, remix=False))
+    flipped = _dataset(data, AugmentConfig(enable=True, remix=False, all=StemAugment(random_polarity=1.0)))
+    swapped = _dataset(data, AugmentConfig(enable=True, remix=False, all=StemAugment(channel_shuffle=1.0)))
+    _, a = plain[0]
+    _, b = flipped[0]
+    _, c = swapped[0]
+    assert torch.equal(b, -a)
+    assert torch.equal(c, a.flip(1))
+
+
+def test_gain_augmentation_stays_in_range(data):
+    plain = _dataset(data, AugmentConfig(enable=True, remix=False))
+    louder = _dataset(data, AugmentConfig(enable=True, remix=False, loudness=True, loudness_min=2.0, loudness_max=3.0))
+    for i in range(5):
+        _, a = plain[i]
+        _, b = louder[i]
+        loud = a.abs().sum((1, 2)) > 0
+        ratio = b.abs().sum((1, 2))[loud] / a.abs().sum((1, 2))[loud]
+        assert ((ratio >= 2.0 - 1e-4) & (ratio <= 3.0 + 1e-4)).all()
+
+
+def test_ranks_draw_disjoint_examples_like_distributed_sampler():
+    per_rank = [list(StepBatches(0, 5, batch=3, accum=2, rank=r, world=2)) for r in range(2)]
+    flat = [{i for b in batches for i in b} for batches in per_rank]
+    assert not flat[0] & flat[1] and flat[0] | flat[1] == set(range(5 * 2 * 2 * 3))
+    resumed = list(StepBatches(3, 5, batch=3, accum=2, rank=1, world=2))
+    assert resumed == per_rank[1][3 * 2:]
+
+
+def test_missing_stem_file_is_named(tmp_path):
+    root = make_dataset(tmp_path / "d", tracks=1, seconds=0.2)
+    (root / "track_0" / "drums.wav").unlink()
+    with pytest.raises(StemforgeError, match=r"track_0.*drums.wav"):
+        find_tracks(root, STEMS, 44100, tmp_path / "cache")
+
+
+def test_empty_folder_explains_the_layout(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(StemforgeError, match="MUSDB18"):
+        find_tracks(tmp_path / "empty", STEMS, 44100, tmp_path / "cache")
+
+
+def test_stem_mp4_tracks_are_decoded_once(tmp_path):
+    clip = DEV_DATA / "Music Delta - 80s Rock.stem.mp4"
+    if not clip.is_file():
+        pytest.skip("MUSDB sample not available")
+    root = tmp_path / "musdb"
+    root.mkdir()
+    (root / clip.name).symlink_to(clip)
+    tracks = find_tracks(root, STEMS, 44100, tmp_path / "cache")
+    assert [t.name for t in tracks] == ["Music Delta - 80s Rock"] and 6 * 44100 < tracks[0].length < 8 * 44100
+    vocals = tracks[0].read("vocals", 44100, 1000)
+    assert vocals.shape == (2, 1000) and vocals.dtype == np.float32
+    mtime = tracks[0].files["vocals"].stat().st_mtime
+    assert find_tracks(root, STEMS, 44100, tmp_path / "cache")[0].files["vocals"].stat().st_mtime == mtime
