@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Subcommands defined next to their code; each module's add_parser(sub) returns its parser and
 # run(args) runs it. These modules import only argparse at load time.
-_PLUGINS: tuple[str, ...] = ("stemforge.synth.cli",)
+_PLUGINS: tuple[str, ...] = ("stemforge.synth.cli", "stemforge.train.cli", "stemforge.train.plot")
 
 
 def _version() -> str:

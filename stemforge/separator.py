@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -12,6 +13,7 @@ import torch
 from .checkpoint import load_weights, read_state_dict
 from .config import ModelConfig, load_config
 from .engine import ChunkRunner, resolve_device, resolve_precision, separate_tensor
+from .engine.backends import BACKENDS, make_backend
 from .engine.batching import auto_batch_size
 from .engine.msst import separate_msst
 from .errors import StemforgeError
@@ -66,6 +68,9 @@ class Separator:
         overlap: chunks per chunk length (hop = chunk / overlap); default from the config, else 4.
         batch_size: chunks per network call, or ``"auto"``.
         window: ``"hann"`` (default) or ``"msst"`` to reproduce MSST's ``demix`` exactly.
+        backend: how the network runs: ``"eager"`` (default), ``"compile"`` (torch.compile, cached
+            under the user cache dir) or ``"onnx"`` (ONNX Runtime, fp32; ``onnx`` names a file from
+            ``stemforge export-onnx``, else the network is exported into the cache on first use).
     """
 
     def __init__(
@@ -80,18 +85,28 @@ class Separator:
         batch_size: int | str = "auto",
         window: str = "hann",
         allow_unverified: bool = False,
+        backend: str = "eager",
+        onnx: str | Path | None = None,
     ):
         if window not in WINDOWS:
             raise StemforgeError(f"unknown window '{window}'; use one of {', '.join(WINDOWS)}")
         self.loaded = resolve_model(model, checkpoint, config, allow_unverified)
         self.config = self.loaded.config
         self.device = resolve_device(device)
-        self.dtype = resolve_precision(precision, self.device)
+        if backend not in BACKENDS:
+            raise StemforgeError(f"unknown backend '{backend}'; use one of {', '.join(BACKENDS)}")
+        if backend == "onnx" and precision not in ("auto", "fp32"):
+            raise StemforgeError("the onnx backend runs in fp32; use --precision fp32 or --backend eager")
+        self.dtype = resolve_precision("fp32" if backend == "onnx" else precision, self.device)
+        self.backend = backend
         self.overlap = int(overlap or self.config.inference.num_overlap or 4)
         if self.overlap < 1:
             raise StemforgeError(f"--overlap must be at least 1, got {self.overlap}")
         self.window = window
-        self.runner = ChunkRunner(self.loaded.model, self.device, self.dtype)
+        self.loaded.model.to(self.device)
+        net = make_backend(backend, self.loaded.model, self.device, onnx=onnx, chunk=self.config.chunk_size)
+        self._check_onnx(net)
+        self.runner = ChunkRunner(self.loaded.model, self.device, self.dtype, backend=net)
         self.batch_size = self._batch_size(batch_size)
 
     @property
@@ -110,10 +125,19 @@ class Separator:
         if batch_size == "auto":
             if self.window == "msst" and self.config.inference.batch_size:
                 return int(self.config.inference.batch_size)
-            return auto_batch_size(self.loaded.model, self.config.chunk_size, self.device, self.dtype)
+            # measured through eager PyTorch: a compiled or ONNX network is not run twice just to measure
+            probe = self.runner if self.backend == "eager" else ChunkRunner(self.loaded.model, self.device, self.dtype)
+            return auto_batch_size(probe, self.config.chunk_size, self.config.audio.num_channels, self.device)
         if int(batch_size) < 1:
             raise StemforgeError(f"--batch-size must be at least 1 or 'auto', got {batch_size}")
         return int(batch_size)
+
+    def _check_onnx(self, net) -> None:
+        frames = getattr(net, "frames", None)
+        expected = self.config.chunk_size // self.config.audio.hop_length + 1
+        if isinstance(frames, int) and frames != expected:
+            raise StemforgeError(f"the ONNX network takes {frames} STFT frames but this config's chunks have "
+                                 f"{expected}; export it with this config (stemforge export-onnx)")
 
     def load(self, path: str | Path) -> np.ndarray:
         """Decode ``path`` at the model's rate: ``[channels, samples]`` fp32; silence is an error."""
@@ -149,6 +173,70 @@ class Separator:
             out = separate_tensor(self.runner, mix, device=self.device, **kwargs)
         return out.numpy() * std + mean
 
+    def separate_file(self, path: str | Path, outdir: str | Path, *, two_stems: str | None = None,
+                      stems: list[str] | None = None, format: str = "wav", subtype: str = "PCM_16",
+                      bitrate: int = 320, clip: str = "rescale", stream: bool = True,
+                      progress: Progress | None = None) -> dict[str, Path]:
+        """Separate the file ``path`` into ``outdir/<stem>.<format>``; all files or none.
+
+        ``two_stems``/``stems`` as :func:`select_stems`. With ``stream`` (default) memory does not
+        grow with the track: it is decoded, separated and encoded block by block, decoding and
+        encoding on background threads while the network runs (:mod:`stemforge.engine.streaming`;
+        same result as in memory). ``window="msst"`` needs the whole track and ignores ``stream``.
+        """
+        check_stems(self.stems, two_stems=two_stems, only=stems)
+        write = dict(format=format, subtype=subtype, bitrate=bitrate, clip=clip)
+        pick = partial(select_stems, two_stems=two_stems, only=stems)
+        if stream and self.window != "msst":
+            names = [two_stems, f"no_{two_stems}"] if two_stems else list(stems or self.stems)
+            return self._separate_streaming(path, outdir, names, pick, write, progress)
+        mix = self.load(path)
+        raw = self.separate_mix(mix, progress)
+        return save_stems(pick(dict(zip(self.stems, raw)), mix), outdir, self.sample_rate, **write)
+
+    def _separate_streaming(self, path, outdir, names: list[str], pick, write: dict,
+                            progress: Progress | None) -> dict[str, Path]:
+        """decode thread -> blocks -> network (this thread) -> finished pieces -> encode thread."""
+        from .audio.stream import AudioReader, StemWriter
+        from .engine.background import Prefetch, Sink
+        from .engine.streaming import OverlapAddStream
+
+        channels = self.config.audio.num_channels
+        reader = AudioReader(path, self.sample_rate, channels)
+        normalize = self.config.inference.normalize
+        mean, std = self._stats(path) if normalize else (0.0, 1.0)
+        engine = OverlapAddStream(self.runner, chunk=self.config.chunk_size, overlap=self.overlap,
+                                  num_stems=len(self.stems), channels=channels, batch_size=self.batch_size,
+                                  device=self.device, progress=progress, length_hint=reader.frames_hint)
+
+        def encode(piece: tuple[torch.Tensor, torch.Tensor]) -> None:
+            mix, out = (t.numpy() for t in piece)
+            if normalize:
+                mix, out = mix * std + mean, out * std + mean
+            writer.write(pick(dict(zip(self.stems, out)), mix))
+
+        with StemWriter(outdir, names, self.sample_rate, channels, **write) as writer:
+            with Sink(encode, name="stemforge-encode") as sink:
+                with Prefetch(_reject_silence(reader, path), name="stemforge-decode") as blocks:
+                    for block in blocks:
+                        for piece in engine.push((block - mean) / std if normalize else block):
+                            sink.put(piece)
+                for piece in engine.finish():
+                    sink.put(piece)
+            return writer.commit()
+
+    def _stats(self, path: str | Path) -> tuple[float, float]:
+        """Mean and standard deviation of the decoded file, streamed (for ``inference.normalize``)."""
+        from .audio.stream import AudioReader
+
+        n, total, squares = 0, 0.0, 0.0
+        for block in AudioReader(path, self.sample_rate, self.config.audio.num_channels):
+            n += block.size
+            total += float(block.sum(dtype=np.float64))
+            squares += float(np.square(block, dtype=np.float64).sum())
+        mean = total / max(n, 1)
+        return mean, float(np.sqrt(max(squares / max(n, 1) - mean * mean, 0.0))) or 1.0
+
     def _check_array(self, audio: np.ndarray, sample_rate: int | None) -> np.ndarray:
         from .audio import convert_channels, resample
 
@@ -168,6 +256,16 @@ class Separator:
              subtype: str = "PCM_16", bitrate: int = 320, clip: str = "rescale") -> dict[str, Path]:
         """Write ``{stem: audio}`` as ``outdir/<stem>.<format>``; all files or none."""
         return save_stems(stems, outdir, self.sample_rate, format=format, subtype=subtype, bitrate=bitrate, clip=clip)
+
+
+def _reject_silence(blocks, path):
+    """Pass ``blocks`` through; at the end, fail if every sample was zero (as :meth:`Separator.load`)."""
+    heard = False
+    for block in blocks:
+        heard = heard or bool(np.any(block))
+        yield block
+    if not heard:
+        raise StemforgeError(f"'{path}' is digital silence: there is nothing to separate")
 
 
 def select_stems(stems: dict[str, np.ndarray], mix: np.ndarray, *, two_stems: str | None = None,

@@ -6,7 +6,9 @@ so every real sample, the first and the last included, is covered by ``overlap``
 exactly like a sample in the middle. Chunks start every ``hop = chunk // overlap``.
 Batches of chunks are copied into one reused input buffer, run through the network, weighted
 by the window and added into a preallocated fp32 output; the summed window is divided out
-at the end.
+at the end. An out-of-memory error halves the batch and reruns the same chunks
+(:class:`~stemforge.engine.batching.AdaptiveBatch`). For files, :mod:`.streaming` computes the
+same result in memory that does not grow with the track.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .batching import AdaptiveBatch
 from .windows import taper_window
 
 Progress = Callable[[int, int], None]
@@ -97,19 +100,21 @@ def separate_tensor(
     window = taper_window(chunk, overlap).to(device)
     frames = pad_track(mix, plan).unfold(-1, chunk, plan.hop)  # [C, n, chunk] view, no copy
     out = torch.zeros(num_stems, channels, plan.padded_length, device=device)
-    batch = torch.empty(min(batch_size, plan.num_chunks), channels, chunk)
+    batcher = AdaptiveBatch(run, batch_size)
+    batch = torch.empty(min(batcher.size, plan.num_chunks), channels, chunk)
     if device != "cpu" and torch.device(device).type == "cuda":
         batch = batch.pin_memory()
-    starts = list(plan.starts())
-    for first in range(0, plan.num_chunks, batch_size):
-        idx = starts[first : first + batch_size]
-        n = len(idx)
+    first = 0
+    while first < plan.num_chunks:
+        n = min(batcher.size, plan.num_chunks - first)  # shrinks after an out-of-memory error
         batch[:n].copy_(frames[:, first : first + n].transpose(0, 1))
-        y = run(batch[:n]).mul_(window)  # [n, stems, C, chunk]
-        for j, start in enumerate(idx):
+        y = batcher(batch[:n]).mul_(window)  # [n, stems, C, chunk]
+        for j in range(n):
+            start = (first + j) * plan.hop
             out[..., start : start + chunk] += y[j]
+        first += n
         if progress is not None:
-            progress(first + n, plan.num_chunks)
+            progress(first, plan.num_chunks)
     norm = summed_window(plan, window.cpu()).to(device)
     sl = slice(plan.pad_left, plan.pad_left + length)
     return (out[..., sl] / norm[sl]).cpu()

@@ -6,21 +6,26 @@ import warnings
 
 import torch
 
-from .precision import autocast, precision_name
+from .backends import EagerNet
+from .precision import precision_name
+from .spectral import InverseSTFT
 
 
 class ChunkRunner:
     """Callable ``chunks: [B, C, chunk] -> stems: [B, stems, C, chunk]`` (fp32 in, fp32 out).
 
-    The STFT and iSTFT run in fp32; only ``model.net`` runs under autocast at ``dtype``.
-    If a reduced-precision batch comes out non-finite, that batch is recomputed in fp32
-    and a warning is issued once.
+    The STFT and iSTFT run in fp32 in PyTorch; only ``model.net`` runs, through ``backend``
+    (default :class:`~stemforge.engine.backends.EagerNet`), at ``dtype``. If a reduced-precision
+    batch comes out non-finite, that batch is recomputed in fp32 and a warning is issued once.
     """
 
-    def __init__(self, model: torch.nn.Module, device: torch.device, dtype: torch.dtype = torch.float32):
+    def __init__(self, model: torch.nn.Module, device: torch.device, dtype: torch.dtype = torch.float32,
+                 backend=None):
         self.model = model.to(device).eval()
         self.device = device
         self.dtype = dtype
+        self.backend = backend or EagerNet(self.model, device)
+        self.istft = InverseSTFT.for_model(self.model)
         self._warned = False
 
     @torch.inference_mode()
@@ -36,9 +41,7 @@ class ChunkRunner:
                 )
                 self._warned = True
             out = self._net(spec, torch.float32)
-        return self.model.istft(out, chunks.shape[-1])
+        return self.istft(out, chunks.shape[-1])
 
     def _net(self, spec: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        with autocast(self.device, dtype):
-            out = self.model.net(spec)
-        return out.float()
+        return self.backend(spec, dtype)

@@ -1,0 +1,112 @@
+"""``stemforge bench``: how fast and how lean separation is on this machine, in about 30 seconds.
+
+Each backend x precision separates the same generated clip with the same small random-weight
+model in a fresh process (so peak RSS is that run's own), streaming from a WAV to WAVs as
+``stemforge separate`` does. Reported: start-up (model load, export or compile, one warm-up chunk), the
+real-time factor of the separation itself (seconds per second of audio) and peak RSS.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+# configs/mdx23c_small.yaml (about 1 M parameters), embedded so that an installed package has it.
+SMALL = {
+    "audio": {"chunk_size": 130048, "dim_f": 512, "hop_length": 1024, "n_fft": 2048, "num_channels": 2,
+              "sample_rate": 44100},
+    "model": {"act": "gelu", "bottleneck_factor": 4, "growth": 16, "norm": "InstanceNorm", "num_blocks_per_scale": 1,
+              "num_channels": 32, "num_scales": 4, "num_subbands": 4, "scale": [2, 2]},
+    "training": {"instruments": ["vocals", "bass", "drums", "other"], "target_instrument": None},
+    "inference": {"num_overlap": 4},
+}
+
+
+def run(seconds: float = 10.0, backends=("eager", "onnx"), precisions=("fp32", "bf16"), config=None,
+        device: str = "cpu", threads: str = "auto") -> list[dict]:
+    """Measure every backend x precision (ONNX: fp32 only) and print a Markdown table."""
+    import numpy as np
+    import soundfile as sf
+    import yaml
+
+    from ..separator import random_checkpoint
+    from .backends import cache_dir
+    from .device import set_threads
+
+    n_threads = set_threads(threads)
+    rows = []
+    name = config or "small (embedded, random weights)"
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        if config is None:
+            config = tmp / "small.yaml"
+            config.write_text(yaml.safe_dump(SMALL))
+        ckpt = random_checkpoint(config, tmp / "bench.ckpt")
+        wav = tmp / "clip.wav"
+        noise = 0.2 * np.random.default_rng(0).standard_normal((int(seconds * 44100), 2))
+        sf.write(wav, noise.astype(np.float32), 44100)
+        env = dict(os.environ, STEMFORGE_CACHE=str(tmp / "cache"),
+                   TORCHINDUCTOR_CACHE_DIR=os.environ.get("TORCHINDUCTOR_CACHE_DIR", str(cache_dir("inductor"))))
+        print(f"# stemforge bench: {machine(n_threads)}\n# {seconds:g} s clip, config {name}, device {device}\n")
+        print(HEADER)
+        print("|---|---|---|---|---|")
+        for backend in backends:
+            for precision in precisions:
+                if backend == "onnx" and precision != "fp32":
+                    continue
+                args = [str(ckpt), str(config), str(wav), str(tmp / backend), backend, precision, device, str(n_threads)]
+                res = subprocess.run([sys.executable, "-m", "stemforge.engine.bench", *args],
+                                     capture_output=True, text=True, env=env)
+                if res.returncode:
+                    print(f"| {backend} | {precision} | failed: {res.stderr.strip().splitlines()[-1][:80]} | | |")
+                    continue
+                row = dict(json.loads(res.stdout.strip().splitlines()[-1]), backend=backend, precision=precision)
+                row["rtf"] = row["separate_s"] / seconds
+                rows.append(row)
+                print(_fmt(row), flush=True)
+    return rows
+
+
+HEADER = "| backend | precision | start-up s | RTF (separation s / audio s) | peak RSS MiB |"
+
+
+def _fmt(r: dict) -> str:
+    return f"| {r['backend']} | {r['precision']} | {r['startup_s']:.1f} | {r['rtf']:.3f} | {r['rss_mb']:.0f} |"
+
+
+def machine(threads: int) -> str:
+    import torch
+
+    try:
+        cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+    except (OSError, StopIteration):
+        cpu = platform.processor() or "?"
+    return f"{cpu}, {threads} torch thread(s), Python {platform.python_version()}, torch {torch.__version__}"
+
+
+def worker(ckpt: str, config: str, wav: str, out: str, backend: str, precision: str, device: str, threads: str) -> dict:
+    """One measurement (run in its own process)."""
+    import torch
+
+    from ..separator import Separator
+
+    torch.set_num_threads(int(threads))
+    start = time.perf_counter()
+    sep = Separator(checkpoint=ckpt, config=config, backend=backend, precision=precision, device=device)
+    sep.runner(torch.zeros(sep.batch_size, sep.config.audio.num_channels, sep.config.chunk_size))  # compiles here
+    loaded = time.perf_counter()
+    sep.separate_file(wav, Path(out) / "run")
+    done = time.perf_counter()
+    return {"startup_s": loaded - start, "separate_s": done - loaded,
+            "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+if __name__ == "__main__":
+    print(json.dumps(worker(*sys.argv[1:])))
