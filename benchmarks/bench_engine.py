@@ -163,6 +163,7 @@ def main() -> None:
     parser.add_argument("--grid", choices=("full", "cross"), default="full",
                         help="full: every overlap x batch; cross: overlaps at batch 1 and batches at the first overlap")
     parser.add_argument("--write", type=Path, default=REPO / "BENCHMARKS.md")
+    parser.add_argument("--section", default="bench_engine", help="BENCHMARKS.md section to replace")
     args = parser.parse_args()
     if args.cmd == "worker":
         return worker(args)
@@ -186,7 +187,7 @@ def main() -> None:
                 rows.append(_row(name, seconds, "stemforge", overlap, batch, args.precision, r, gflop, refs[overlap]))
                 print(_fmt(rows[-1]), flush=True)
     command = "python " + " ".join([str(Path(__file__).relative_to(REPO))] + sys.argv[1:])
-    write_section(args.write, rows, ceiling, command, args.repeats)
+    write_section(args.write, args.section, rows, ceiling, command, args.repeats)
 
 
 def _row(name, seconds, engine, overlap, batch, precision, r, gflop, ref) -> dict:
@@ -205,12 +206,13 @@ def _fmt(r: dict) -> str:
             f"{r['rtf']:.3f} | {r['rss_mb']:.0f} | {100 * r['net_share']:.0f}% | {r['gflops']:.0f} | {speed} |")
 
 
-def write_section(path: Path, rows: list[dict], ceiling: float, command: str, repeats: int) -> None:
-    """Replace (or add) the engine section of BENCHMARKS.md."""
-    begin, end = "<!-- bench_engine:begin -->", "<!-- bench_engine:end -->"
+def write_section(path: Path, key: str, rows: list[dict], ceiling: float, command: str, repeats: int) -> None:
+    """Replace (or add) section ``key`` of BENCHMARKS.md."""
+    begin, end = f"<!-- {key}:begin -->", f"<!-- {key}:end -->"
+    configs = ", ".join(dict.fromkeys(r["config"] for r in rows))
     body = "\n".join([
         begin,
-        "## Engine: `stemforge separate` vs the plain per-chunk loop",
+        f"## Engine ({configs}): `stemforge separate` vs the plain per-chunk loop",
         "",
         f"Machine: {machine()}. Large-GEMM fp32 ceiling measured in the same run: {ceiling:.0f} GFLOP/s.",
         f"Command: `{command}` ({repeats} run(s) per cell, median; each run a fresh process).",
