@@ -52,6 +52,11 @@ def resolve_model(name: str | None, checkpoint: str | Path | None, config: str |
         return load_model(checkpoint, config)
     from . import registry
 
+    if name is None and "default" not in registry.load_registry():
+        raise StemforgeError(
+            "no model given, and this version ships no trained default model yet: pass "
+            "--checkpoint CKPT --config YAML (an MSST MDX23C checkpoint), or -n NAME (see `stemforge models`)"
+        )
     entry = registry.get_model(name or "default")
     ckpt, cfg = registry.fetch_model(entry.name, allow_unverified=allow_unverified)
     return load_model(ckpt, cfg, name=entry.name)

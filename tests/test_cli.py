@@ -171,3 +171,10 @@ def test_help_is_fast_and_imports_no_torch():
         subprocess.run([sys.executable, "-m", "stemforge", "--help"], capture_output=True, check=True)
         times.append(time.perf_counter() - start)
     assert min(times) < 0.5
+
+
+def test_no_model_given_explains_what_to_pass(tmp_path, song, capsys):
+    assert _run("separate", song, "-o", tmp_path / "out", "-q") == 1
+    err = capsys.readouterr().err
+    assert "--checkpoint" in err and "stemforge models" in err
+    assert not (tmp_path / "out").exists()
