@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_backends import gflop_per_chunk  # noqa: E402  (a sibling script: benchmarks/ is on sys.path)
+
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = {  # name: (yaml, clip seconds)
     "musdb18": (REPO / "configs" / "mdx23c_musdb18.yaml", 12),
@@ -90,11 +92,6 @@ def prepare(name: str, tmp: Path) -> tuple[Path, Path, Path, float, float]:
     """Random checkpoint, noise clip, network GFLOP per chunk for config ``name``."""
     import numpy as np
     import soundfile as sf
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from stemforge.config import load_config
-    from stemforge.models import MDX23C
     from stemforge.separator import random_checkpoint
 
     yaml, seconds = CONFIGS[name]
@@ -102,14 +99,7 @@ def prepare(name: str, tmp: Path) -> tuple[Path, Path, Path, float, float]:
     wav = tmp / f"{name}_{seconds}s.wav"
     rng = np.random.default_rng(0)
     sf.write(wav, (0.2 * rng.standard_normal((int(seconds * 44100), 2))).astype(np.float32), 44100)
-    cfg = load_config(yaml)
-    with torch.device("meta"):
-        model = MDX23C.from_config(cfg)
-    spec = torch.empty(1, 2 * cfg.audio.num_channels, cfg.audio.dim_f, cfg.chunk_size // cfg.audio.hop_length + 1,
-                       device="meta")
-    with FlopCounterMode(display=False) as counter:
-        model.net(spec)
-    return yaml, ckpt, wav, seconds, counter.get_total_flops() / 1e9
+    return yaml, ckpt, wav, seconds, gflop_per_chunk(yaml)
 
 
 def measure(mode, yaml, ckpt, wav, overlap, batch, precision, tmp, repeats) -> dict:

@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
+
+from stemforge.engine.device import set_threads
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -17,3 +20,12 @@ def msst_ref() -> Path:
     if not MSST_REF.is_dir():
         pytest.skip(f"MSST reference outputs not found at {MSST_REF}")
     return MSST_REF
+
+
+@pytest.fixture(scope="session", autouse=True)
+def threads():
+    """As many torch threads as idle cores: on a shared machine oversubscription slows tests 10x."""
+    before = torch.get_num_threads()
+    set_threads("auto")
+    yield
+    torch.set_num_threads(before)

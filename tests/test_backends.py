@@ -11,7 +11,7 @@ from stemforge.cli import main
 from stemforge.config import load_config
 from stemforge.engine import ChunkRunner, separate_tensor
 from stemforge.engine.backends import CompiledNet, OnnxNet, use_persistent_cache
-from stemforge.engine.device import auto_threads, set_threads, usable_cores
+from stemforge.engine.device import auto_threads, usable_cores
 from stemforge.engine.spectral import InverseSTFT
 from stemforge.errors import StemforgeError
 from stemforge.models import MDX23C
@@ -19,15 +19,6 @@ from stemforge.models import MDX23C
 from .conftest import REPO
 
 CPU = torch.device("cpu")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def threads():
-    """As many torch threads as idle cores: on a shared machine oversubscription slows tests 10x."""
-    before = torch.get_num_threads()
-    set_threads("auto")
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture

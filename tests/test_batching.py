@@ -8,20 +8,10 @@ import torch
 
 from stemforge.engine import ChunkRunner, separate_tensor
 from stemforge.engine import batching
-from stemforge.engine.device import set_threads
 from stemforge.engine.batching import AdaptiveBatch, auto_batch_size, batch_cap, chunk_memory, fit_batch, is_oom
 from stemforge.engine.streaming import separate_stream
 
 CPU = torch.device("cpu")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def threads():
-    """As many torch threads as idle cores: on a shared machine oversubscription slows tests 10x."""
-    before = torch.get_num_threads()
-    set_threads("auto")
-    yield
-    torch.set_num_threads(before)
 
 
 class OomAbove:

@@ -13,7 +13,6 @@ import soundfile as sf
 from stemforge import Separator
 from stemforge.cli import main
 
-from .conftest import MSST_REF
 
 SR = 44100
 STEMS = ["vocals", "bass", "drums", "other"]

@@ -13,21 +13,11 @@ from stemforge.audio.stream import AudioReader, StemWriter
 from stemforge.cli import main
 from stemforge.engine import separate_tensor
 from stemforge.engine.background import Prefetch, Sink
-from stemforge.engine.device import set_threads
 from stemforge.engine.streaming import OverlapAddStream, separate_stream
 from stemforge.errors import StemforgeError
 
 SR = 44100
 STEMS = ["vocals", "bass", "drums", "other"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def threads():
-    """As many torch threads as idle cores: on a shared machine oversubscription slows tests 10x."""
-    before = torch.get_num_threads()
-    set_threads("auto")
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
