@@ -26,6 +26,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from common import gemm_gflops, gflop_per_chunk  # benchmarks/common.py (this folder is on sys.path)
+
 REPO = Path(__file__).resolve().parents[1]
 SECTIONS = ("backends", "stages", "plain", "waste", "batch")
 CONFIGS = {"small": REPO / "configs" / "mdx23c_small.yaml", "musdb18": REPO / "configs" / "mdx23c_musdb18.yaml"}
@@ -118,38 +120,6 @@ def stages(args) -> dict:
 
 
 # -- driver ------------------------------------------------------------------------------------
-
-def gflop_per_chunk(config: Path) -> float:
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from stemforge.config import load_config
-    from stemforge.models import MDX23C
-
-    cfg = load_config(config)
-    with torch.device("meta"):
-        model = MDX23C.from_config(cfg)
-    spec = torch.empty(1, 2 * cfg.audio.num_channels, cfg.audio.dim_f, cfg.chunk_size // cfg.audio.hop_length + 1,
-                       device="meta")
-    with FlopCounterMode(display=False) as counter:
-        model.net(spec)
-    return counter.get_total_flops() / 1e9
-
-
-def gemm_gflops(threads: int) -> float:
-    """Large-GEMM fp32 ceiling at ``threads``: the best of 10 2048^2 matmuls (a ceiling, so not the median)."""
-    import torch
-
-    torch.set_num_threads(threads)
-    a = torch.randn(2048, 2048)
-    a @ a
-    times = []
-    for _ in range(10):
-        t = time.perf_counter()
-        a @ a
-        times.append(time.perf_counter() - t)
-    return 2 * 2048**3 / min(times) / 1e9
-
 
 def spawn(mode: str, env: dict | None = None, **kw) -> dict:
     cmd = [sys.executable, __file__, mode] + [f"--{k.replace('_', '-')}={v}" for k, v in kw.items()]

@@ -16,6 +16,8 @@ import json
 import sys
 from pathlib import Path
 
+from common import replace_section  # benchmarks/common.py (this folder is on sys.path)
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -70,16 +72,6 @@ def _verdict(rows) -> str:
         text += (" Both models are barely trained at this budget (a mean SDR near 0 dB is what an untrained model "
                  "gets), so this measures how many more steps CMX fits into the budget, not final quality.")
     return text
-
-
-def replace_section(path: Path, key: str, body: str) -> None:
-    begin, end = f"<!-- {key}:begin -->", f"<!-- {key}:end -->"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if begin in text:
-        text = text[: text.index(begin)] + body + text[text.index(end) + len(end):]
-    else:
-        text = text.rstrip() + "\n\n" + body + "\n"
-    path.write_text(text)
 
 
 if __name__ == "__main__":

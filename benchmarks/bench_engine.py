@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_backends import gflop_per_chunk  # noqa: E402  (a sibling script: benchmarks/ is on sys.path)
+from common import gemm_gflops, gflop_per_chunk, replace_section  # benchmarks/common.py (this folder is on sys.path)
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = {  # name: (yaml, clip seconds)
@@ -115,20 +115,6 @@ def measure(mode, yaml, ckpt, wav, overlap, batch, precision, tmp, repeats) -> d
     return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
 
 
-def gemm_gflops() -> float:
-    """The machine's large-GEMM fp32 ceiling: median of 5 2048^2 matmuls."""
-    import torch
-
-    a = torch.randn(2048, 2048)
-    a @ a
-    times = []
-    for _ in range(5):
-        t = time.perf_counter()
-        a @ a
-        times.append(time.perf_counter() - t)
-    return 2 * 2048**3 / statistics.median(times) / 1e9
-
-
 def machine() -> str:
     import torch
 
@@ -158,7 +144,9 @@ def main() -> None:
     if args.cmd == "worker":
         return worker(args)
 
-    ceiling = gemm_gflops()
+    import torch
+
+    ceiling = gemm_gflops(torch.get_num_threads())
     rows = []
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
@@ -215,12 +203,7 @@ def write_section(path: Path, key: str, rows: list[dict], ceiling: float, comman
         *(_fmt(r) for r in rows),
         end,
     ])
-    text = path.read_text() if path.exists() else "# Benchmarks\n\nAll numbers below come from the commands shown next to them.\n"
-    if begin in text:
-        text = text[: text.index(begin)] + body + text[text.index(end) + len(end):]
-    else:
-        text = text.rstrip() + "\n\n" + body + "\n"
-    path.write_text(text)
+    replace_section(path, key, body)
     print(f"\nwrote {path}")
 
 

@@ -1,0 +1,49 @@
+"""Helpers shared by the benchmark scripts: FLOP counts, the GEMM ceiling, BENCHMARKS.md sections."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+
+def gflop_per_chunk(config: Path) -> float:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from stemforge.config import load_config
+    from stemforge.models import MDX23C
+
+    cfg = load_config(config)
+    with torch.device("meta"):
+        model = MDX23C.from_config(cfg)
+    spec = torch.empty(1, 2 * cfg.audio.num_channels, cfg.audio.dim_f, cfg.chunk_size // cfg.audio.hop_length + 1,
+                       device="meta")
+    with FlopCounterMode(display=False) as counter:
+        model.net(spec)
+    return counter.get_total_flops() / 1e9
+
+
+def gemm_gflops(threads: int) -> float:
+    """Large-GEMM fp32 ceiling at ``threads``: the best of 10 2048^2 matmuls (a ceiling, so not the median)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    a = torch.randn(2048, 2048)
+    a @ a
+    times = []
+    for _ in range(10):
+        t = time.perf_counter()
+        a @ a
+        times.append(time.perf_counter() - t)
+    return 2 * 2048**3 / min(times) / 1e9
+
+
+def replace_section(path: Path, key: str, body: str) -> None:
+    """Replace the ``<!-- key:begin -->...<!-- key:end -->`` block of ``path`` by ``body`` (or append it)."""
+    begin, end = f"<!-- {key}:begin -->", f"<!-- {key}:end -->"
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    if begin in text:
+        text = text[: text.index(begin)] + body + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip() + "\n\n" + body + "\n"
+    path.write_text(text)
