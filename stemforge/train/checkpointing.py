@@ -12,7 +12,6 @@ Files are written to a temporary name and renamed, so a kill never leaves half a
 
 from __future__ import annotations
 
-import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..audio.encode import atomic_write
 from ..errors import StemforgeError
 
 
@@ -53,9 +53,9 @@ class RunFiles:
 
 
 def atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """``torch.save`` through a temp file renamed into place (removed if the save fails)."""
+    with atomic_write(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def save_weights(state: dict[str, torch.Tensor], path: Path) -> None:
