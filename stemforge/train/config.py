@@ -69,6 +69,7 @@ class TrainingConfig:
     seed: int = 0
     loss_l1: float = 1.0
     loss_stft: float = 0.0
+    loss_sdr: float = 0.0
     stft_resolutions: tuple[tuple[int, int], ...] = ((2048, 512), (1024, 256), (512, 128))
     num_workers: int = 2
     save_every: int = 0
@@ -173,8 +174,8 @@ def _check_training(t: TrainingConfig, where: str) -> TrainingConfig:
     _check(t.scheduler in ("ReduceLROnPlateau", "constant"),
            f"training.scheduler '{t.scheduler}' is not supported; use ReduceLROnPlateau or constant", where)
     _check(0 <= t.ema_momentum < 1, f"training.ema_momentum must be in [0, 1), got {t.ema_momentum}", where)
-    _check(t.loss_l1 >= 0 and t.loss_stft >= 0 and t.loss_l1 + t.loss_stft > 0,
-           "training.loss_l1 and training.loss_stft must be >= 0 and not both 0", where)
+    _check(min(t.loss_l1, t.loss_stft, t.loss_sdr) >= 0 and t.loss_l1 + t.loss_stft + t.loss_sdr > 0,
+           "training.loss_l1, loss_stft and loss_sdr must be >= 0 and not all 0", where)
     return t
 
 

@@ -104,7 +104,7 @@ class Trainer:
         if t.scheduler == "ReduceLROnPlateau":
             self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
                 self.optimizer, mode="max", factor=t.reduce_factor, patience=t.patience)
-        self.loss_fn = SeparationLoss(t.loss_l1, t.loss_stft, t.stft_resolutions).to(device)
+        self.loss_fn = SeparationLoss(t.loss_l1, t.loss_stft, t.stft_resolutions, sdr=t.loss_sdr).to(device)
         self.log = JsonlLog(self.files.log)
         self.step, self.best = 0, -math.inf
         if resume:

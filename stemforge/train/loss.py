@@ -1,4 +1,4 @@
-"""Training loss: L1 on the waveform plus an optional multi-resolution STFT loss."""
+"""Training loss: L1 on the waveform, plus optional multi-resolution STFT and batch-SDR terms."""
 
 from __future__ import annotations
 
@@ -34,16 +34,37 @@ def _magnitude(x: torch.Tensor, n_fft: int, hop: int, window: torch.Tensor) -> t
     return z.abs().clamp_min(1e-7)
 
 
-class SeparationLoss(nn.Module):
-    """``l1 * mean|est - ref| + stft * MRSTFT(est, ref)`` for ``est, ref: [B, stems, C, S]``."""
+def negative_batch_sdr(est: torch.Tensor, ref: torch.Tensor, floor_db: float = -30.0) -> torch.Tensor:
+    """Minus the SDR (dB) of each stem over the whole batch, averaged over stems.
 
-    def __init__(self, l1: float = 1.0, stft: float = 0.0, resolutions: tuple[tuple[int, int], ...] = ()):
+    ``est, ref: [B, stems, C, S]``. Each stem's error energy is divided by its own reference
+    energy, so a quiet stem (a hi-hat) weighs as much as a loud one, and a sparse target is not
+    pulled to zero as L1 pulls it (the median of a mostly silent signal is 0). A floor of
+    ``floor_db`` below the mean stem energy is added to both energies, so a stem that is silent
+    in the whole batch (toms, often) asks for an output near silence without dominating the loss.
+    """
+    dims = (0, 2, 3)
+    error = (est - ref).square().sum(dims)
+    energy = ref.square().sum(dims)
+    floor = (10 ** (floor_db / 10)) * energy.mean().detach() + 1e-12
+    return 10 * (torch.log10(error + floor) - torch.log10(energy + floor)).mean()
+
+
+class SeparationLoss(nn.Module):
+    """``l1 * mean|est - ref| + stft * MRSTFT(est, ref) + sdr * negative_batch_sdr`` for ``est, ref: [B, stems, C, S]``."""
+
+    def __init__(self, l1: float = 1.0, stft: float = 0.0, resolutions: tuple[tuple[int, int], ...] = (),
+                 sdr: float = 0.0):
         super().__init__()
-        self.l1, self.stft = l1, stft
+        self.l1, self.stft, self.sdr = l1, stft, sdr
         self.mrstft = MultiResolutionSTFTLoss(resolutions) if stft > 0 else None
 
     def forward(self, est: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-        loss = self.l1 * (est - ref).abs().mean()
+        loss = est.new_zeros(())
+        if self.l1 > 0:
+            loss = loss + self.l1 * (est - ref).abs().mean()
         if self.mrstft is not None:
             loss = loss + self.stft * self.mrstft(est, ref)
+        if self.sdr > 0:
+            loss = loss + self.sdr * negative_batch_sdr(est, ref)
         return loss
