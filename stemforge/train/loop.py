@@ -160,7 +160,7 @@ class Trainer:
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         if self.ema is not None:
-            self.ema.update(self.model)
+            self.ema.update(self.model, self.step)
         return float(distributed.mean(total, self.info))
 
     def _log_step(self, epoch: int, loss: float, bar: tqdm) -> None:
