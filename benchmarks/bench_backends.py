@@ -26,11 +26,12 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from common import gemm_gflops, gflop_per_chunk  # benchmarks/common.py (this folder is on sys.path)
+from common import gemm_gflops, gflop_per_chunk, model_checkpoint  # benchmarks/common.py (this folder is on sys.path)
 
 REPO = Path(__file__).resolve().parents[1]
 SECTIONS = ("backends", "stages", "plain", "waste", "batch")
-CONFIGS = {"small": REPO / "configs" / "mdx23c_small.yaml", "musdb18": REPO / "configs" / "mdx23c_musdb18.yaml"}
+CONFIGS = {"small": REPO / "configs" / "mdx23c_small.yaml", "musdb18": REPO / "configs" / "mdx23c_musdb18.yaml",
+           "default": REPO / "stemforge" / "configs" / "default.yaml"}  # default: the shipped weights
 
 
 # -- workers (each in its own process) ---------------------------------------------------------
@@ -130,12 +131,10 @@ def spawn(mode: str, env: dict | None = None, **kw) -> dict:
 
 
 def backend_rows(args, tmp: Path) -> list[str]:
-    from stemforge.separator import random_checkpoint
-
     rows = []
     for name in args.configs:
         config = CONFIGS[name]
-        ckpt = random_checkpoint(config, tmp / f"{name}.ckpt")
+        ckpt = model_checkpoint(name, config, tmp)
         gflop = gflop_per_chunk(config)
         chunks = args.musdb_chunks if name == "musdb18" else args.chunks
         for backend in args.backends:
@@ -162,12 +161,10 @@ def stage_rows(args, tmp: Path) -> list[str]:
     import numpy as np
     import soundfile as sf
 
-    from stemforge.separator import random_checkpoint
-
-    ckpt = random_checkpoint(CONFIGS["small"], tmp / "stages.ckpt")
+    ckpt = model_checkpoint(args.model, CONFIGS[args.model], tmp)
     wav = tmp / "clip.wav"
     sf.write(wav, (0.2 * np.random.default_rng(0).standard_normal((int(args.stage_seconds * 44100), 2))), 44100)
-    r = spawn("stages", ckpt=ckpt, config=CONFIGS["small"], wav=wav, out=tmp / "stages", threads=args.threads)
+    r = spawn("stages", ckpt=ckpt, config=CONFIGS[args.model], wav=wav, out=tmp / "stages", threads=args.threads)
     wall = r.pop("wall_s")
     total = sum(r.values())
     rows = [f"| {k} | {v:.2f} | {100 * v / total:.1f}% |" for k, v in r.items()]
@@ -182,15 +179,15 @@ def plain_loop_rows(args) -> list[str]:
     import torch
 
     from stemforge.engine.reference import reference_separate
-    from stemforge.separator import Separator, random_checkpoint
+    from stemforge.separator import Separator
 
     torch.set_num_threads(args.threads)
     mix = (0.2 * np.random.default_rng(0).standard_normal((2, int(args.plain_seconds * 44100)))).astype(np.float32)
     times, outs = defaultdict(list), {}
     with tempfile.TemporaryDirectory() as d:
         os.environ["STEMFORGE_CACHE"] = d
-        ckpt = random_checkpoint(CONFIGS["small"], Path(d) / "m.ckpt")
-        seps = {b: Separator(checkpoint=ckpt, config=CONFIGS["small"], precision="fp32", device="cpu", batch_size=1,
+        ckpt = model_checkpoint(args.model, CONFIGS[args.model], Path(d))
+        seps = {b: Separator(checkpoint=ckpt, config=CONFIGS[args.model], precision="fp32", device="cpu", batch_size=1,
                              overlap=4, backend=b) for b in ("eager", "onnx")}
         for sep in seps.values():
             sep.separate_mix(mix[:, :44100])  # warm-up
@@ -217,11 +214,11 @@ def waste_rows(args) -> list[str]:
     import torch
 
     from stemforge.engine.device import auto_threads
-    from stemforge.separator import Separator, random_checkpoint
+    from stemforge.separator import Separator
 
     with tempfile.TemporaryDirectory() as d:
-        ckpt = random_checkpoint(CONFIGS["small"], Path(d) / "m.ckpt")
-        sep = Separator(checkpoint=ckpt, config=CONFIGS["small"], precision="fp32", device="cpu", batch_size=1)
+        ckpt = model_checkpoint(args.model, CONFIGS[args.model], Path(d))
+        sep = Separator(checkpoint=ckpt, config=CONFIGS[args.model], precision="fp32", device="cpu", batch_size=1)
     x = 0.1 * torch.randn(1, 2, sep.config.chunk_size)
     spec = sep.loaded.model.net(sep.loaded.model.stft(x)).detach()
 
@@ -257,12 +254,12 @@ def batch_rows(args) -> list[str]:
     import torch
 
     from stemforge.engine.peak_memory import peak_bytes
-    from stemforge.separator import Separator, random_checkpoint
+    from stemforge.separator import Separator
 
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as d:
-        ckpt = random_checkpoint(CONFIGS["small"], Path(d) / "m.ckpt")
-        sep = Separator(checkpoint=ckpt, config=CONFIGS["small"], precision="fp32", device="cpu", batch_size=1)
+        ckpt = model_checkpoint(args.model, CONFIGS[args.model], Path(d))
+        sep = Separator(checkpoint=ckpt, config=CONFIGS[args.model], precision="fp32", device="cpu", batch_size=1)
     rows = []
     for batch in args.batch_sizes:
         x = 0.1 * torch.randn(batch, 2, sep.config.chunk_size)
@@ -302,6 +299,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: stemforge's auto)")
     parser.add_argument("--sections", nargs="+", default=list(SECTIONS), choices=list(SECTIONS))
+    parser.add_argument("--model", default="small", choices=list(CONFIGS),
+                        help="config of the stages, plain, waste and batch sections (default: small)")
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 2, 4])
     parser.add_argument("--write", type=Path, default=REPO / "benchmarks" / "results" / "backends.md")
     for flag in ("--ckpt", "--config", "--backend", "--precision", "--wav", "--out"):
@@ -328,17 +327,17 @@ def main() -> None:
                      "| config | backend | precision | start-up s | s/chunk (STFT+net+iSTFT) | s/chunk network | "
                      "network GFLOP/s | peak RSS MiB |", "|---|---|---|---|---|---|---|---|", *backend_rows(args, tmp)]
         if "stages" in args.sections:
-            text += ["", f"## Stages of a streaming `separate_file` (small, eager fp32, {args.stage_seconds:g} s clip)",
+            text += ["", f"## Stages of a streaming `separate_file` ({args.model}, eager fp32, {args.stage_seconds:g} s clip)",
                      "", "| stage | seconds | share |", "|---|---|---|", *stage_rows(args, tmp)]
     if "plain" in args.sections:
-        text += ["", f"## Engine vs the plain per-chunk loop (small, overlap 4, fp32, batch 1, median of {args.repeats})",
+        text += ["", f"## Engine vs the plain per-chunk loop ({args.model}, overlap 4, fp32, batch 1, median of {args.repeats})",
                  "", "| engine | clip | seconds | speed-up | max abs diff vs plain loop |", "|---|---|---|---|---|",
                  *plain_loop_rows(args)]
     if "waste" in args.sections:
-        text += ["", "## Waste removed (small, eager fp32, batch 1, medians)", "",
+        text += ["", f"## Waste removed ({args.model}, eager fp32, batch 1, medians)", "",
                  "| what | before | after | gain |", "|---|---|---|---|", *waste_rows(args)]
     if "batch" in args.sections:
-        text += ["", "## Batch size on the CPU (small, eager fp32)", "",
+        text += ["", f"## Batch size on the CPU ({args.model}, eager fp32)", "",
                  "| batch | s per chunk | activation peak MiB |", "|---|---|---|", *batch_rows(args)]
     text = "\n".join(text + [""])
     args.write.parent.mkdir(parents=True, exist_ok=True)

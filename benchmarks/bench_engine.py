@@ -21,12 +21,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import gemm_gflops, gflop_per_chunk, replace_section  # benchmarks/common.py (this folder is on sys.path)
+from common import gemm_gflops, gflop_per_chunk, model_checkpoint, replace_section  # benchmarks/common.py (this folder is on sys.path)
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = {  # name: (yaml, clip seconds)
     "musdb18": (REPO / "configs" / "mdx23c_musdb18.yaml", 12),
     "small": (REPO / "configs" / "mdx23c_small.yaml", 60),
+    "default": (REPO / "stemforge" / "configs" / "default.yaml", 60),  # the shipped weights
 }
 
 
@@ -89,13 +90,11 @@ def worker(args: argparse.Namespace) -> None:
 # -- driver -----------------------------------------------------------------------------------
 
 def prepare(name: str, tmp: Path) -> tuple[Path, Path, Path, float, float]:
-    """Random checkpoint, noise clip, network GFLOP per chunk for config ``name``."""
+    """Checkpoint (shipped, else random), noise clip, network GFLOP per chunk for config ``name``."""
     import numpy as np
     import soundfile as sf
-    from stemforge.separator import random_checkpoint
-
     yaml, seconds = CONFIGS[name]
-    ckpt = random_checkpoint(yaml, tmp / f"{name}.ckpt")
+    ckpt = model_checkpoint(name, yaml, tmp)
     wav = tmp / f"{name}_{seconds}s.wav"
     rng = np.random.default_rng(0)
     sf.write(wav, (0.2 * rng.standard_normal((int(seconds * 44100), 2))).astype(np.float32), 44100)
@@ -194,7 +193,7 @@ def write_section(path: Path, key: str, rows: list[dict], ceiling: float, comman
         "",
         f"Machine: {machine()}. Large-GEMM fp32 ceiling measured in the same run: {ceiling:.0f} GFLOP/s.",
         f"Command: `{command}` ({repeats} run(s) per cell, median; each run a fresh process).",
-        "Random-weight checkpoints, noise input. RTF = wall seconds / audio seconds, including model load, "
+        "Random-weight checkpoints (default: the shipped weights), noise input. RTF = wall seconds / audio seconds, including model load, "
         "decode, separation and writing PCM16 WAVs. Peak RSS is the process's maxrss. Network share = time in "
         "the network / wall; GFLOP/s = network FLOPs (torch FlopCounterMode) / network time.",
         "",

@@ -47,3 +47,17 @@ def replace_section(path: Path, key: str, body: str) -> None:
     else:
         text = text.rstrip() + "\n\n" + body + "\n"
     path.write_text(text)
+
+
+SHIPPED = ("default", "drums")
+
+
+def model_checkpoint(name: str, config: Path, tmp: Path) -> Path:
+    """The shipped weights for ``default``/``drums``; a random-weight checkpoint of ``config`` otherwise."""
+    if name in SHIPPED:
+        from stemforge import registry
+
+        return registry.fetch_model(name, progress=False)[0]
+    from stemforge.separator import random_checkpoint
+
+    return random_checkpoint(config, tmp / f"{name}.ckpt")
