@@ -77,6 +77,8 @@ def main() -> None:
     parser.add_argument("--backend", default="eager")
     parser.add_argument("--threads", default="auto", help="CPU threads (default: stemforge's auto)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "overlap")
+    parser.add_argument("--precision-songs", type=int, help="score precisions on the first N songs only (slow on CPUs without AMX)")
+    parser.add_argument("--label", help="title of the table (default: the checkpoint's name)")
     args = parser.parse_args()
 
     import matplotlib
@@ -99,7 +101,7 @@ def main() -> None:
     stems = ref_sep.stems
     songs = load_songs(args.songs, stems, ref_sep.sample_rate, args.seconds)
     args.out.mkdir(parents=True, exist_ok=True)
-    lines = ["# Overlap, batch and precision", "",
+    lines = [f"# Overlap, batch and precision: {args.label or args.checkpoint.stem}", "",
              f"Machine: {platform.processor() or platform.machine()}, device {ref_sep.device}, {threads} CPU thread(s), "
              f"torch {torch.__version__}. "
              f"Command: `python {' '.join([str(Path(__file__).relative_to(REPO))] + sys.argv[1:])}`.",
@@ -132,8 +134,9 @@ def main() -> None:
         print(lines[-1], flush=True)
 
     # precision: SDR cost
+    songs = songs[: args.precision_songs] if args.precision_songs else songs
     base, _, base_ests = evaluate(separator(), songs)
-    lines += ["", f"## Reduced precision vs fp32 (overlap {args.overlap})", "",
+    lines += ["", f"## Reduced precision vs fp32 (overlap {args.overlap}, {len(songs)} song(s))", "",
               "| precision | " + " | ".join(f"{s} dSDR" for s in stems) + " | SDR vs fp32 output dB | s per 3-min song |",
               "|---" * (len(stems) + 3) + "|"]
     deltas = {}
@@ -146,8 +149,10 @@ def main() -> None:
         print(lines[-1], flush=True)
 
     plot(plt, args.out, stems, by_overlap, mem, deltas)
-    lines += ["", "Plots: " + ", ".join(f"`{p}.png`" for p in ("sdr_vs_overlap", "time_vs_overlap", "memory_vs_batch",
-                                                             "precision_dsdr")), ""]
+    where = args.out.resolve()
+    where = where.relative_to(REPO) if where.is_relative_to(REPO) else where
+    lines += ["", "Plots: " + ", ".join(f"`{where / p}.png`" for p in ("sdr_vs_overlap", "time_vs_overlap",
+                                                                      "memory_vs_batch", "precision_dsdr")), ""]
     (args.out / "overlap.md").write_text("\n".join(lines))
     print("\n".join(lines))
 

@@ -26,6 +26,8 @@ def _add_separate(sub) -> None:
     src.add_argument("--checkpoint", type=Path, help="MSST .ckpt / .safetensors checkpoint")
     src.add_argument("--config", type=Path, help="MSST YAML config the checkpoint was trained with")
     src.add_argument("--allow-unverified", action="store_true", help="accept a download with no published sha256")
+    src.add_argument("--drum-kit", action="store_true",
+                     help="also split the drums stem into kick, snare, toms, hihat, cymbals (the 'drums' model)")
     eng = p.add_argument_group("engine")
     eng.add_argument("--overlap", type=int, help="chunks per chunk length; hop = chunk/overlap (default: config, else 4)")
     eng.add_argument("--batch-size", default="auto", help="chunks per network call, or auto (default)")
@@ -82,12 +84,12 @@ def _add_export_onnx(sub) -> None:
 
 def _add_bench(sub) -> None:
     p = sub.add_parser("bench", help="measure separation speed and memory on this machine (~30 s)",
-                       description="Separate a generated clip with a small random-weight model per backend and "
+                       description="Separate a generated clip with the shipped default model per backend and "
                                    "precision, each in a fresh process; print real-time factor and peak RSS.")
     p.add_argument("--seconds", type=float, default=10.0, help="clip length (default: 10)")
     p.add_argument("--backends", nargs="+", default=["eager", "onnx"], choices=BACKENDS)
     p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=("fp32", "bf16", "fp16"))
-    p.add_argument("--config", type=Path, help="model config (default: the packaged small config)")
+    p.add_argument("--config", type=Path, help="time a random-weight model of this config instead of the shipped default")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", default="auto")
     p.set_defaults(func=run_bench)
@@ -126,29 +128,39 @@ def track_name(path: Path) -> str:
 
 
 def run_separate(args: argparse.Namespace) -> int:
+    from .drumkit import DrumKitSeparator
     from .engine.device import set_threads
     from .errors import StemforgeError
     from .separator import Separator, check_stems
 
     batch = args.batch_size if args.batch_size == "auto" else _int(args.batch_size, "--batch-size")
     only = [s.strip() for s in args.stems.split(",") if s.strip()] if args.stems else None
+    if args.drum_kit and args.two_stems:
+        raise StemforgeError("--drum-kit writes every stem and kit piece; it does not combine with --two-stems")
     threads = set_threads(args.threads)
     sep = Separator(args.name, checkpoint=args.checkpoint, config=args.config, device=args.device,
                     precision=args.precision, overlap=args.overlap, batch_size=batch, window=args.window,
                     allow_unverified=args.allow_unverified, backend=args.backend, onnx=args.onnx)
+    if args.drum_kit:
+        sep = DrumKitSeparator(sep, Separator("drums", device=args.device, precision=args.precision,
+                                              overlap=args.overlap, batch_size=batch, backend=args.backend))
     check_stems(sep.stems, two_stems=args.two_stems, only=only)  # before any work
     subtype = "FLOAT" if args.float32 else "PCM_24" if args.int24 else "PCM_16"
-    _say(args, f"model {sep.name}: stems {', '.join(sep.stems)} | device {sep.device} | backend {sep.backend} | "
-               f"precision {str(sep.dtype).removeprefix('torch.')} | overlap {sep.overlap} | batch {sep.batch_size}"
-               f" | threads {threads}")
+    song = sep.song if args.drum_kit else sep  # the engine settings are the song model's
+    _say(args, f"model {sep.name}: stems {', '.join(sep.stems)} | device {song.device} | backend {song.backend} | "
+               f"precision {str(song.dtype).removeprefix('torch.')} | overlap {song.overlap} | "
+               f"batch {song.batch_size} | threads {threads}")
     failures = []
     for path in args.inputs:
         try:
             outdir = args.out / sep.name / track_name(path)
+            write = dict(stems=only, format=args.format, subtype=subtype, bitrate=args.bitrate, clip=args.clip_mode)
             with _progress_bar(args, track_name(path)) as progress:
-                written = sep.separate_file(path, outdir, two_stems=args.two_stems, stems=only, format=args.format,
-                                            subtype=subtype, bitrate=args.bitrate, clip=args.clip_mode,
-                                            stream=not args.in_memory, progress=progress)
+                if args.drum_kit:
+                    written = sep.separate_file(path, outdir, progress=progress, **write)
+                else:
+                    written = sep.separate_file(path, outdir, two_stems=args.two_stems, stream=not args.in_memory,
+                                                progress=progress, **write)
             _say(args, f"wrote {outdir}/ ({', '.join(p.name for p in written.values())})")
         except StemforgeError as exc:
             failures.append((path, str(exc)))

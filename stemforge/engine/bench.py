@@ -1,7 +1,7 @@
 """``stemforge bench``: how fast and how lean separation is on this machine, in about 30 seconds.
 
-Each backend x precision separates the same generated clip with the same small random-weight
-model in a fresh process (so peak RSS is that run's own), streaming from a WAV to WAVs as
+Each backend x precision separates the same generated clip with the shipped ``default`` model
+(or a random-weight model of ``--config``) in a fresh process (so peak RSS is that run's own), streaming from a WAV to WAVs as
 ``stemforge separate`` does. Reported: start-up (model load, export or compile, one warm-up chunk), the
 real-time factor of the separation itself (seconds per second of audio) and peak RSS.
 """
@@ -18,37 +18,26 @@ import tempfile
 import time
 from pathlib import Path
 
-# configs/mdx23c_small.yaml (about 1 M parameters), embedded so that an installed package has it.
-SMALL = {
-    "audio": {"chunk_size": 130048, "dim_f": 512, "hop_length": 1024, "n_fft": 2048, "num_channels": 2,
-              "sample_rate": 44100},
-    "model": {"act": "gelu", "bottleneck_factor": 4, "growth": 16, "norm": "InstanceNorm", "num_blocks_per_scale": 1,
-              "num_channels": 32, "num_scales": 4, "num_subbands": 4, "scale": [2, 2]},
-    "training": {"instruments": ["vocals", "bass", "drums", "other"], "target_instrument": None},
-    "inference": {"num_overlap": 4},
-}
-
-
 def run(seconds: float = 10.0, backends=("eager", "onnx"), precisions=("fp32", "bf16"), config=None,
         device: str = "cpu", threads: str = "auto") -> list[dict]:
     """Measure every backend x precision (ONNX: fp32 only) and print a Markdown table."""
     import numpy as np
     import soundfile as sf
-    import yaml
 
+    from .. import registry
     from ..separator import random_checkpoint
     from .backends import cache_dir
     from .device import set_threads
 
     n_threads = set_threads(threads)
     rows = []
-    name = config or "small (embedded, random weights)"
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         if config is None:
-            config = tmp / "small.yaml"
-            config.write_text(yaml.safe_dump(SMALL))
-        ckpt = random_checkpoint(config, tmp / "bench.ckpt")
+            ckpt, config = registry.fetch_model("default", progress=False)
+            name = "default (shipped)"
+        else:
+            ckpt, name = random_checkpoint(config, tmp / "bench.ckpt"), f"{config} (random weights)"
         wav = tmp / "clip.wav"
         noise = 0.2 * np.random.default_rng(0).standard_normal((int(seconds * 44100), 2))
         sf.write(wav, noise.astype(np.float32), 44100)

@@ -1,0 +1,150 @@
+"""Quality and speed of the shipped models (``default``, ``drums``), written into MODELS.md.
+
+* held-out synthetic songs (``stemforge synth`` with a seed never used in training): SDR per stem
+  of ``default`` on the mixture, of ``drums`` on the true drum stem, and of the ``--drum-kit``
+  chain (kit pieces from the full mixture), each beside the mixture-as-estimate baseline;
+* real clips in ``../shared/data/dev``: the MUSDB18 sample (``.stem.mp4``) and the StemGMD kits,
+  with LarsNet's own outputs (``*_pred.mp3``) scored the same way;
+* real-time factor (processing seconds per audio second) at the configs' overlap, 2 threads.
+
+Scoring: global SDR over the whole clip and both channels; a reference 60 dB below its mixture
+is skipped (``stemforge.eval``). Synthetic numbers are means over songs.
+
+    python benchmarks/eval_models.py --synth corpus/test --dev ../shared/data/dev
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import replace_section  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SONG = ("vocals", "drums", "bass", "other")
+KIT = ("kick", "snare", "toms", "hihat", "cymbals")
+MUSDB_STREAMS = ("mixture", "drums", "bass", "other", "vocals")
+
+
+def score(refs: dict[str, np.ndarray], ests: dict[str, np.ndarray], mix: np.ndarray) -> dict[str, float | None]:
+    """Global SDR per stem of ``ests`` and of the mixture-as-estimate baseline: ``{stem: sdr, stem+'/mix': sdr}``."""
+    from stemforge.eval.metrics import global_sdr, is_silent
+
+    out = {}
+    for name, ref in refs.items():
+        n = min(ref.shape[-1], ests[name].shape[-1], mix.shape[-1])
+        silent = is_silent(ref[:, :n], mix[:, :n])
+        out[name] = None if silent else global_sdr(ref[:, :n], ests[name][:, :n])
+        out[name + "/mix"] = None if silent else global_sdr(ref[:, :n], mix[:, :n])
+    return out
+
+
+def mean(rows: list[dict], key: str) -> float:
+    values = [r[key] for r in rows if r.get(key) is not None]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def table(title: str, rows: list[dict], stems: tuple[str, ...], columns: dict[str, str]) -> list[str]:
+    """Markdown: one row per column kind (suffix -> label), one column per stem, plus the mean."""
+    lines = [f"**{title}**", "", "| | " + " | ".join(stems) + " | mean |", "|---" * (len(stems) + 2) + "|"]
+    for suffix, label in columns.items():
+        values = [mean(rows, s + suffix) for s in stems]
+        lines.append(f"| {label} | " + " | ".join(f"{v:.2f}" for v in values) + f" | {np.nanmean(values):.2f} |")
+    return lines + [""]
+
+
+def synthetic(folder: Path, song, kit, chain, rate: int) -> tuple[list[str], dict]:
+    from stemforge.audio import load_audio
+
+    rows = {"song": [], "kit": [], "chain": []}
+    seconds = {"song": 0.0, "kit": 0.0, "chain": 0.0, "audio": 0.0}
+    tracks = sorted(p for p in folder.iterdir() if (p / "mixture.wav").exists())
+    for track in tracks:
+        audio = {n: load_audio(track / f"{n}.wav", rate) for n in ("mixture",) + SONG + KIT}
+        mix, drums = audio["mixture"], audio["drums"]
+        seconds["audio"] += mix.shape[-1] / rate
+        for key, sep, x, refs in (("song", song, mix, SONG), ("kit", kit, drums, KIT), ("chain", chain, mix, KIT)):
+            start = time.perf_counter()
+            est = sep.separate_mix(x)
+            seconds[key] += time.perf_counter() - start
+            est = est if isinstance(est, dict) else dict(zip(sep.stems, est))
+            rows[key].append(score({s: audio[s] for s in refs}, est, x))
+        print(f"{track.name}: " + ", ".join(f"{s} {rows['song'][-1][s] or float('nan'):.1f}" for s in SONG), flush=True)
+    lines = [f"Held-out synthetic songs: {len(tracks)} songs x {seconds['audio'] / len(tracks):.0f} s from `{folder}`.", ""]
+    lines += table("default: 4 stems from the mixture (dB)", rows["song"], SONG, {"": "stemforge default", "/mix": "mixture as estimate"})
+    lines += table("drums: kit pieces from the true drum stem (dB)", rows["kit"], KIT, {"": "stemforge drums", "/mix": "drum stem as estimate"})
+    lines += table("--drum-kit: kit pieces from the full mixture (dB)", rows["chain"], KIT, {"": "stemforge default+drums", "/mix": "mixture as estimate"})
+    rtf = {k: seconds[k] / seconds["audio"] for k in ("song", "kit", "chain")}
+    return lines, rtf
+
+
+def musdb_clip(path: Path, song, rate: int) -> list[str]:
+    from stemforge.audio import load_audio
+
+    audio = {n: load_audio(path, rate, stream=i) for i, n in enumerate(MUSDB_STREAMS)}
+    est = dict(zip(song.stems, song.separate_mix(audio["mixture"])))
+    row = score({s: audio[s] for s in SONG}, est, audio["mixture"])
+    return table(f"Real: MUSDB18 sample `{path.name}` ({audio['mixture'].shape[-1] / rate:.1f} s), default (dB)",
+                 [row], SONG, {"": "stemforge default", "/mix": "mixture as estimate"})
+
+
+def stemgmd(folder: Path, kit, rate: int) -> list[str]:
+    from stemforge.audio import load_audio
+
+    rows, names = [], []
+    for kit_dir in sorted(p for p in folder.rglob("*") if p.is_dir() and list(p.glob("*_MIX.mp3"))):
+        (mix_path,) = kit_dir.glob("*_MIX.mp3")
+        stem = mix_path.name[: -len("_MIX.mp3")]
+        mix = load_audio(mix_path, rate)
+        refs = {p: load_audio(kit_dir / f"{stem}_{p.upper()}_true.mp3", rate) for p in KIT}
+        larsnet = {p: load_audio(kit_dir / f"{stem}_{p.upper()}_pred.mp3", rate) for p in KIT}
+        ours = dict(zip(kit.stems, kit.separate_mix(mix)))
+        row = score(refs, ours, mix)
+        row.update({k + "/larsnet": v for k, v in score(refs, larsnet, mix).items() if not k.endswith("/mix")})
+        rows.append(row)
+        names.append(kit_dir.name)
+        print(f"{kit_dir.name}: " + ", ".join(f"{p} {row[p] or float('nan'):.1f} (LarsNet {row[p + '/larsnet'] or float('nan'):.1f})" for p in KIT), flush=True)
+    return table(f"Real: StemGMD kits {', '.join(names)} (mean of {len(rows)} clips), drums (dB)", rows, KIT,
+                 {"": "stemforge drums", "/larsnet": "LarsNet (its own outputs)", "/mix": "drum mix as estimate"})
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--synth", type=Path, required=True, help="held-out songs from `stemforge synth`")
+    p.add_argument("--dev", type=Path, default=REPO.parent / "shared" / "data" / "dev")
+    p.add_argument("--threads", default="2")
+    p.add_argument("--out", type=Path, default=REPO / "MODELS.md")
+    args = p.parse_args()
+
+    import torch
+
+    from stemforge.drumkit import DrumKitSeparator
+    from stemforge.engine.device import set_threads
+    from stemforge.separator import Separator
+
+    threads = set_threads(args.threads)
+    song, kit = Separator("default", precision="fp32"), Separator("drums", precision="fp32")
+    chain = DrumKitSeparator(song, kit)
+    rate = song.sample_rate
+    lines, rtf = synthetic(args.synth, song, kit, chain, rate)
+    lines += musdb_clip(next(args.dev.glob("*.stem.mp4")), song, rate)
+    lines += stemgmd(args.dev / "stemgmd", kit, rate)
+    lines += ["**Speed** (processing seconds per audio second, fp32, eager, batch auto, "
+              f"overlap {song.overlap}, {threads} threads, on the synthetic songs)", "",
+              "| default | drums | default+drums (--drum-kit) |", "|---|---|---|",
+              f"| {rtf['song']:.3f} | {rtf['kit']:.3f} | {rtf['chain']:.3f} |", ""]
+    header = [f"Machine: {platform.processor() or platform.machine()}, torch {torch.__version__}. "
+              f"Command: `python {' '.join([str(Path(__file__).relative_to(REPO))] + sys.argv[1:])}`.", ""]
+    body = "\n".join(["<!-- eval:begin -->"] + header + lines + ["<!-- eval:end -->"])
+    replace_section(args.out, "eval", body)
+    print(body)
+
+
+if __name__ == "__main__":
+    main()

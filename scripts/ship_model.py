@@ -1,0 +1,67 @@
+"""Turn a training run into a model shipped inside the package.
+
+Writes ``stemforge/weights/NAME.safetensors`` (fp32: the run's ``best.ckpt`` or ``last.ckpt``, EMA
+weights, or ``raw``: the optimizer's own weights at the last save, from ``resume.pt``) and records its sha256 and size in ``stemforge/registry.json``, whose entry NAME
+points at the packaged config ``stemforge/configs/NAME.yaml``. See MODELS.md.
+
+    python scripts/ship_model.py --run runs/default --name default \
+        --description "4-stem MDX23C trained on the synthetic corpus"
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from safetensors.torch import save_file
+
+from stemforge.audio import atomic_write
+from stemforge.checkpoint import read_state_dict
+from stemforge.config import load_config
+from stemforge.models import MDX23C
+from stemforge.registry import REGISTRY_PATH, sha256sum
+from stemforge.train.checkpointing import load_resume
+
+PACKAGE = REGISTRY_PATH.parent
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", type=Path, required=True, help="training results folder (holds best.ckpt)")
+    p.add_argument("--name", required=True, help="registry name; the config is stemforge/configs/NAME.yaml")
+    p.add_argument("--weights", default="best", choices=("best", "last", "raw"),
+                   help="best.ckpt, last.ckpt (EMA weights) or raw (the non-averaged weights in resume.pt)")
+    p.add_argument("--description", required=True)
+    args = p.parse_args()
+
+    config = PACKAGE / "configs" / f"{args.name}.yaml"
+    cfg = load_config(config)
+    if args.weights == "raw":
+        state = load_resume(args.run / "resume.pt")["model"]
+    else:
+        state = read_state_dict(args.run / f"{args.weights}.ckpt")
+    MDX23C.from_config(cfg).load_state_dict(state, strict=True)  # ships only what loads
+    weights = PACKAGE / "weights" / f"{args.name}.safetensors"
+    with atomic_write(weights) as tmp:
+        save_file({k: v.float().contiguous() for k, v in state.items()}, str(tmp))
+
+    entry = {
+        "name": args.name, "architecture": "mdx23c", "description": args.description,
+        "stems": list(cfg.stems), "sample_rate": cfg.sample_rate, "licence": "MIT (stemforge)",
+        "url": None, "sha256": sha256sum(weights), "size": weights.stat().st_size,
+        "weights": f"weights/{weights.name}", "config": f"configs/{config.name}",
+        "config_sha256": sha256sum(config), "provenance": "Trained by stemforge; recipe in MODELS.md.",
+    }
+    registry = json.loads(REGISTRY_PATH.read_text())
+    names = [e["name"] for e in registry]
+    if args.name in names:
+        registry[names.index(args.name)] = entry
+    else:
+        registry.insert(0, entry)
+    REGISTRY_PATH.write_text(json.dumps(registry, indent=2) + "\n")
+    print(f"wrote {weights} ({entry['size'] / 1e6:.1f} MB, sha256 {entry['sha256'][:12]}...) and {REGISTRY_PATH}")
+
+
+if __name__ == "__main__":
+    main()

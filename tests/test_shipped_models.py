@@ -1,0 +1,106 @@
+"""The models that ship inside the package: intact, used with no flags, and actually separating.
+
+Quality is checked on songs the generator renders here with a seed never used in training and
+the soundfont CI installs (TimGM6mb; the models were trained on FluidR3_GM renders), so these
+tests also cover a change of instrument samples.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from stemforge import registry
+from stemforge.cli import main
+from stemforge.drumkit import DrumKitSeparator
+from stemforge.eval import global_sdr
+from stemforge.separator import Separator
+
+SHIPPED = [e for e in registry.load_registry().values() if e.shipped]
+KIT = ("kick", "snare", "toms", "hihat", "cymbals")
+TIMGM = "/usr/share/sounds/sf2/TimGM6mb.sf2"
+
+
+def test_default_and_drums_ship_in_the_package():
+    names = {e.name: e for e in SHIPPED}
+    assert set(names) >= {"default", "drums"}
+    assert names["default"].stems == ("vocals", "bass", "drums", "other")
+    assert names["drums"].stems == KIT
+
+
+@pytest.mark.parametrize("entry", SHIPPED, ids=lambda e: e.name)
+def test_shipped_files_match_the_registry(entry):
+    ckpt, config = registry.fetch_model(entry.name, progress=False)
+    assert ckpt.stat().st_size == entry.size <= 25_000_000
+    assert registry.sha256sum(ckpt) == entry.sha256
+    assert registry.sha256sum(config) == entry.config_sha256
+    Separator(entry.name, batch_size=1)  # loads strict
+
+
+@pytest.fixture(scope="module")
+def song(tmp_path_factory):
+    """One 12 s song rendered by `stemforge synth` with a held-out seed: MUSDB layout + kit pieces."""
+    from stemforge.synth import generate_song, missing_tools, write_song
+
+    if missing_tools() or not Path(TIMGM).is_file():
+        pytest.skip("synth needs fluidsynth, timgm6mb-soundfont and espeak-ng (see .ci/apt-packages.txt)")
+    return write_song(generate_song(424242, 0, 12.0, TIMGM), tmp_path_factory.mktemp("heldout") / "song")
+
+
+def _read(path):
+    data, _ = sf.read(path, dtype="float32", always_2d=True)
+    return data.T
+
+
+def test_separate_with_no_flags_uses_the_shipped_default(song, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["separate", str(song / "mixture.wav"), "-q", "--float32"]) == 0
+    out = tmp_path / "separated" / "default" / "mixture"
+    sdr = {s: global_sdr(_read(song / f"{s}.wav"), _read(out / f"{s}.wav")) for s in ("vocals", "drums", "bass", "other")}
+    assert np.mean(list(sdr.values())) > 5.0, sdr
+    assert min(sdr.values()) > 1.0, sdr
+
+
+def test_model_drums_splits_a_drum_stem(song, tmp_path):
+    assert main(["separate", str(song / "drums.wav"), "--model", "drums", "-o", str(tmp_path), "-q", "--float32"]) == 0
+    out = tmp_path / "drums" / "drums"
+    sdr = {}
+    for piece in KIT:
+        ref = _read(song / f"{piece}.wav")
+        if np.sum(ref**2) > 1e-6 * np.sum(_read(song / "drums.wav") ** 2):  # toms may be silent
+            sdr[piece] = global_sdr(ref, _read(out / f"{piece}.wav"))
+    assert {"kick", "snare", "hihat"} <= set(sdr)
+    assert np.mean(list(sdr.values())) > 6.0, sdr
+
+
+def test_drum_kit_chains_the_song_and_kit_models(song, tmp_path):
+    assert main(["separate", str(song / "mixture.wav"), "--drum-kit", "-o", str(tmp_path), "-q", "--float32",
+                 "--clip-mode", "none"]) == 0
+    out = tmp_path / "default+drums" / "mixture"
+    assert sorted(p.stem for p in out.glob("*.wav")) == sorted(("vocals", "bass", "drums", "other") + KIT)
+    # the kit pieces are the drums model run on the default model's fp32 drum estimate
+    chain = DrumKitSeparator(Separator("default", batch_size=2), Separator("drums", batch_size=2))
+    mix = _read(song / "mixture.wav")
+    expected = chain.separate_mix(mix)
+    for name in chain.stems:
+        np.testing.assert_allclose(_read(out / f"{name}.wav"), expected[name], atol=1e-4)
+
+
+def test_drum_kit_refuses_two_stems(tmp_path, capsys):
+    wav = tmp_path / "x.wav"
+    sf.write(wav, np.full((4410, 2), 0.1, np.float32), 44100)
+    assert main(["separate", str(wav), "--drum-kit", "--two-stems", "vocals", "-o", str(tmp_path / "o"), "-q"]) == 1
+    assert "--two-stems" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_stemforge_bench_times_the_shipped_default(capsys):
+    from stemforge.engine.bench import run
+
+    rows = run(seconds=3.0, backends=("eager",), precisions=("fp32",), threads="2")
+    assert len(rows) == 1 and rows[0]["rtf"] > 0 and rows[0]["rss_mb"] > 0
+    out = capsys.readouterr().out
+    assert "default (shipped)" in out and "| eager | fp32 |" in out
