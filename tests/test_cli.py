@@ -172,7 +172,11 @@ def test_help_is_fast_and_imports_no_torch():
     assert min(times) < 0.5
 
 
-def test_no_model_given_explains_what_to_pass(tmp_path, song, capsys):
+def test_no_model_and_no_shipped_default_explains_what_to_pass(tmp_path, song, capsys, monkeypatch):
+    from stemforge import registry
+
+    others = {k: v for k, v in registry.load_registry().items() if k != "default"}
+    monkeypatch.setattr(registry, "load_registry", lambda path=None: others)  # a build without the default model
     assert _run("separate", song, "-o", tmp_path / "out", "-q") == 1
     err = capsys.readouterr().err
     assert "--checkpoint" in err and "stemforge models" in err
