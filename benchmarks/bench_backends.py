@@ -318,7 +318,7 @@ def main() -> None:
     command = "python " + " ".join([str(Path(__file__).relative_to(REPO))] + sys.argv[1:])
     text = ["# Backends, precision, stages", "",
             f"Machine: {head}. Large-GEMM fp32 (2048^2 matmul, best of 10) at that thread count: {gemm:.0f} GFLOP/s.",
-            f"Command: `{command}`. Random weights; medians of {args.chunks} chunks (small) / {args.musdb_chunks} "
+            f"Command: `{command}`. Random weights (default: the shipped weights); medians of {args.chunks} chunks (small) / {args.musdb_chunks} "
             "(musdb18) unless said otherwise."]
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)

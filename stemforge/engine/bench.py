@@ -1,8 +1,8 @@
 """``stemforge bench``: how fast and how lean separation is on this machine, in about 30 seconds.
 
 Each backend x precision separates the same generated clip with the shipped ``default`` model
-(or a random-weight model of ``--config``) in a fresh process (so peak RSS is that run's own), streaming from a WAV to WAVs as
-``stemforge separate`` does. Reported: start-up (model load, export or compile, one warm-up chunk), the
+(or a random-weight model of ``--config``) in a fresh process (so peak RSS is that run's own),
+streaming from a WAV to WAVs as ``stemforge separate`` does. Reported: start-up (model load, export or compile, one warm-up chunk), the
 real-time factor of the separation itself (seconds per second of audio) and peak RSS.
 """
 
