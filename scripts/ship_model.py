@@ -17,7 +17,7 @@ from pathlib import Path
 from safetensors.torch import save_file
 
 from stemforge.audio import atomic_write
-from stemforge.checkpoint import read_state_dict
+from stemforge.checkpoint import load_weights, read_state_dict
 from stemforge.config import load_config
 from stemforge.models import MDX23C
 from stemforge.registry import REGISTRY_PATH, sha256sum
@@ -37,11 +37,9 @@ def main() -> None:
 
     config = PACKAGE / "configs" / f"{args.name}.yaml"
     cfg = load_config(config)
-    if args.weights == "raw":
-        state = load_resume(args.run / "resume.pt")["model"]
-    else:
-        state = read_state_dict(args.run / f"{args.weights}.ckpt")
-    MDX23C.from_config(cfg).load_state_dict(state, strict=True)  # ships only what loads
+    source = args.run / ("resume.pt" if args.weights == "raw" else f"{args.weights}.ckpt")
+    state = load_resume(source)["model"] if args.weights == "raw" else read_state_dict(source)
+    load_weights(MDX23C.from_config(cfg), state, source, config)  # ships only what loads, strict
     weights = PACKAGE / "weights" / f"{args.name}.safetensors"
     with atomic_write(weights) as tmp:
         save_file({k: v.float().contiguous() for k, v in state.items()}, str(tmp))

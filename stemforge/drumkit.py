@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import StemforgeError
-from .separator import Progress, Separator, check_stems, save_stems
+from .separator import Progress, Separator, check_stems, save_stems, select_stems
 
 
 class DrumKitSeparator:
@@ -62,8 +62,7 @@ class DrumKitSeparator:
                       format: str = "wav", subtype: str = "PCM_16", bitrate: int = 320, clip: str = "rescale",
                       progress: Progress | None = None) -> dict[str, Path]:
         """Separate ``path`` into ``outdir/<stem>.<format>`` for every song stem and kit piece; all files or none."""
-        check_stems(self.stems, only=stems)
-        out = self.separate_mix(self.song.load(path), progress)
-        if stems:
-            out = {name: out[name] for name in stems}
+        check_stems(self.stems, only=stems)  # before any work
+        mix = self.song.load(path)
+        out = select_stems(self.separate_mix(mix, progress), mix, only=stems)
         return save_stems(out, outdir, self.sample_rate, format=format, subtype=subtype, bitrate=bitrate, clip=clip)
