@@ -40,14 +40,17 @@ def worker(args: argparse.Namespace) -> None:
 
     from stemforge.engine.runner import ChunkRunner
 
-    net_time = [0.0, 0]
+    import threading
+
+    net_time, lock = [0.0, 0], threading.Lock()  # summed over lanes
     original = ChunkRunner._net
 
     def timed(self, spec, dtype):
         start = time.perf_counter()
         out = original(self, spec, dtype)
-        net_time[0] += time.perf_counter() - start
-        net_time[1] += spec.shape[0]
+        with lock:
+            net_time[0] += time.perf_counter() - start
+            net_time[1] += spec.shape[0]
         return out
 
     ChunkRunner._net = timed
@@ -57,7 +60,7 @@ def worker(args: argparse.Namespace) -> None:
 
         code = main(["separate", args.wav, "-o", args.out, "--checkpoint", args.ckpt, "--config", args.config,
                      "--overlap", str(args.overlap), "--batch-size", str(args.batch), "--precision",
-                     args.precision, "--device", "cpu", "-q"])
+                     args.precision, "--device", "cpu", "--backend", args.backend, "--lanes", str(args.lanes), "-q"])
         assert code == 0
     else:
         from stemforge.engine.reference import reference_separate
@@ -101,12 +104,12 @@ def prepare(name: str, tmp: Path) -> tuple[Path, Path, Path, float, float]:
     return yaml, ckpt, wav, seconds, gflop_per_chunk(yaml)
 
 
-def measure(mode, yaml, ckpt, wav, overlap, batch, precision, tmp, repeats) -> dict:
+def measure(mode, yaml, ckpt, wav, overlap, batch, precision, tmp, repeats, backend="eager", lanes=1) -> dict:
     runs = []
     for _ in range(repeats):
         cmd = [sys.executable, __file__, "worker", "--mode", mode, "--config", str(yaml), "--ckpt", str(ckpt),
                "--wav", str(wav), "--out", str(tmp / "out"), "--overlap", str(overlap), "--batch", str(batch),
-               "--precision", precision]
+               "--precision", precision, "--backend", backend, "--lanes", str(lanes)]
         res = subprocess.run(cmd, capture_output=True, text=True)
         if res.returncode:
             raise RuntimeError(res.stderr[-2000:])
@@ -126,14 +129,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd")
     w = sub.add_parser("worker")
-    for flag in ("--mode", "--config", "--ckpt", "--wav", "--out", "--precision"):
+    for flag in ("--mode", "--config", "--ckpt", "--wav", "--out", "--precision", "--backend"):
         w.add_argument(flag)
+    w.add_argument("--lanes", type=int, default=1)
     w.add_argument("--overlap", type=int)
     w.add_argument("--batch", type=int)
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--overlaps", nargs="+", type=int, default=[2, 4, 8])
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 2, 4, 8])
     parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--lanes", nargs="+", type=int, default=[1], help="stemforge rows for each lane count")
+    parser.add_argument("--backends", nargs="+", default=["eager"], choices=("eager", "compile", "onnx"),
+                        help="stemforge rows for each backend (compile and onnx first run once untimed, to "
+                             "compile or export into the cache)")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--grid", choices=("full", "cross"), default="full",
                         help="full: every overlap x batch; cross: overlaps at batch 1 and batches at the first overlap")
@@ -154,32 +162,40 @@ def main() -> None:
             cells = [(o, b) for o in args.overlaps for b in args.batches]
             if args.grid == "cross":
                 cells = [(o, 1) for o in args.overlaps] + [(args.overlaps[0], b) for b in args.batches if b != 1]
-            refs = {}
+            refs, warmed = {}, set()
             for overlap, batch in cells:
                 if overlap not in refs:
                     refs[overlap] = measure("reference", yaml, ckpt, wav, overlap, 1, "fp32", tmp, args.repeats)
-                    rows.append(_row(name, seconds, "plain loop", overlap, 1, "fp32", refs[overlap], gflop, None))
+                    rows.append(_row(name, seconds, "plain loop", overlap, 1, "fp32", refs[overlap], gflop, None, 1))
                     print(_fmt(rows[-1]), flush=True)
-                r = measure("stemforge", yaml, ckpt, wav, overlap, batch, args.precision, tmp, args.repeats)
-                rows.append(_row(name, seconds, "stemforge", overlap, batch, args.precision, r, gflop, refs[overlap]))
-                print(_fmt(rows[-1]), flush=True)
+                for backend in args.backends:
+                    if backend != "eager" and backend not in warmed:  # compile / export into the cache, untimed
+                        measure("stemforge", yaml, ckpt, wav, overlap, batch, args.precision, tmp, 1, backend)
+                        warmed.add(backend)
+                    for lanes in args.lanes:
+                        r = measure("stemforge", yaml, ckpt, wav, overlap, batch, args.precision, tmp,
+                                    args.repeats, backend, lanes)
+                        rows.append(_row(name, seconds, f"stemforge {backend}", overlap, batch, args.precision, r,
+                                         gflop, refs[overlap], lanes))
+                        print(_fmt(rows[-1]), flush=True)
     command = "python " + " ".join([str(Path(__file__).relative_to(REPO))] + sys.argv[1:])
     write_section(args.write, args.section, rows, ceiling, command, args.repeats)
 
 
-def _row(name, seconds, engine, overlap, batch, precision, r, gflop, ref) -> dict:
+def _row(name, seconds, engine, overlap, batch, precision, r, gflop, ref, lanes) -> dict:
     return {"config": name, "clip_s": seconds, "engine": engine, "overlap": overlap, "batch": batch,
-            "precision": precision, "wall": r["wall"], "rtf": r["wall"] / seconds, "rss_mb": r["rss_mb"],
-            "net_share": r["net"] / r["wall"], "gflops": gflop * r["chunks"] / r["net"] if r["net"] else 0.0,
+            "lanes": lanes, "precision": precision, "wall": r["wall"], "rtf": r["wall"] / seconds,
+            "rss_mb": r["rss_mb"], "net_share": r["net"] / (r["wall"] * lanes), "gflops": gflop * r["chunks"] / r["net"] if r["net"] else 0.0,
             "speedup": ref["wall"] / r["wall"] if ref else None}
 
 
-HEADER = "| config | clip | engine | overlap | batch | precision | RTF | peak RSS MB | network share | network GFLOP/s | vs plain loop |"
+HEADER = "| config | clip | engine | overlap | batch | lanes | precision | RTF | peak RSS MB | network share | network GFLOP/s | vs plain loop |"
 
 
 def _fmt(r: dict) -> str:
     speed = f"{r['speedup']:.2f}x" if r["speedup"] else "1 (itself)"
-    return (f"| {r['config']} | {r['clip_s']} s | {r['engine']} | {r['overlap']} | {r['batch']} | {r['precision']} | "
+    return (f"| {r['config']} | {r['clip_s']} s | {r['engine']} | {r['overlap']} | {r['batch']} | {r['lanes']} | "
+            f"{r['precision']} | "
             f"{r['rtf']:.3f} | {r['rss_mb']:.0f} | {100 * r['net_share']:.0f}% | {r['gflops']:.0f} | {speed} |")
 
 
@@ -195,7 +211,8 @@ def write_section(path: Path, key: str, rows: list[dict], ceiling: float, comman
         f"Command: `{command}` ({repeats} run(s) per cell, median; each run a fresh process).",
         "Random-weight checkpoints (default: the shipped weights), noise input. RTF = wall seconds / audio seconds, including model load, "
         "decode, separation and writing PCM16 WAVs. Peak RSS is the process's maxrss. Network share = time in "
-        "the network / wall; GFLOP/s = network FLOPs (torch FlopCounterMode) / network time.",
+        "the network / wall, and with L lanes the network time summed over the lanes / (L x wall); "
+        "GFLOP/s = network FLOPs (torch FlopCounterMode) / network time (per lane).",
         "",
         HEADER,
         "|" + "|".join(["---"] * (HEADER.count("|") - 1)) + "|",

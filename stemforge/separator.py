@@ -14,7 +14,8 @@ from .checkpoint import load_weights, read_state_dict
 from .config import ModelConfig, load_config
 from .engine import ChunkRunner, resolve_device, resolve_precision, separate_tensor
 from .engine.backends import BACKENDS, make_backend
-from .engine.batching import auto_batch_size
+from .engine.batching import auto_batch_size, batch_cap
+from .engine.lanes import Lanes, resolve_lanes
 from .engine.msst import separate_msst
 from .errors import StemforgeError
 from .models import MDX23C
@@ -76,6 +77,9 @@ class Separator:
         backend: how the network runs: ``"eager"`` (default), ``"compile"`` (torch.compile, cached
             under the user cache dir) or ``"onnx"`` (ONNX Runtime, fp32; ``onnx`` names a file from
             ``stemforge export-onnx``, else the network is exported into the cache on first use).
+        lanes: chunks run at once on their own CPU threads, each with ``torch.get_num_threads() //
+            lanes`` threads (:mod:`stemforge.engine.lanes`); ``"auto"``: 2 for a network under 10 M
+            parameters on a CPU with 2+ threads, else 1.
     """
 
     def __init__(
@@ -92,6 +96,7 @@ class Separator:
         allow_unverified: bool = False,
         backend: str = "eager",
         onnx: str | Path | None = None,
+        lanes: int | str = "auto",
     ):
         if window not in WINDOWS:
             raise StemforgeError(f"unknown window '{window}'; use one of {', '.join(WINDOWS)}")
@@ -109,10 +114,15 @@ class Separator:
             raise StemforgeError(f"--overlap must be at least 1, got {self.overlap}")
         self.window = window
         self.loaded.model.to(self.device)
-        net = make_backend(backend, self.loaded.model, self.device, onnx=onnx, chunk=self.config.chunk_size)
+        parameters = sum(p.numel() for p in self.loaded.model.parameters())
+        self.lanes, self.lane_threads = resolve_lanes(lanes, self.device, parameters=parameters)
+        net = make_backend(backend, self.loaded.model, self.device, onnx=onnx, chunk=self.config.chunk_size,
+                           threads=self.lane_threads)
         self._check_onnx(net)
         self.runner = ChunkRunner(self.loaded.model, self.device, self.dtype, backend=net)
         self.batch_size = self._batch_size(batch_size)
+        self.run = Lanes(self.runner, self.lanes, self.lane_threads) if self.lanes > 1 else self.runner
+        """``chunks: [lanes * batch_size, C, chunk] -> [.., stems, C, chunk]``: the runner, on every lane."""
 
     @property
     def name(self) -> str:
@@ -132,7 +142,9 @@ class Separator:
                 return int(self.config.inference.batch_size)
             # measured through eager PyTorch: a compiled or ONNX network is not run twice just to measure
             probe = self.runner if self.backend == "eager" else ChunkRunner(self.loaded.model, self.device, self.dtype)
-            return auto_batch_size(probe, self.config.chunk_size, self.config.audio.num_channels, self.device)
+            # per lane: every lane holds its own batch, so each gets 1/lanes of the memory budget
+            return auto_batch_size(probe, self.config.chunk_size, self.config.audio.num_channels, self.device,
+                                   safety=0.5 / self.lanes, cap=batch_cap(self.device, self.lane_threads))
         if int(batch_size) < 1:
             raise StemforgeError(f"--batch-size must be at least 1 or 'auto', got {batch_size}")
         return int(batch_size)
@@ -170,12 +182,11 @@ class Separator:
         if self.config.inference.normalize:
             mean, std = float(mix.mean()), float(mix.std()) or 1.0
             mix = (mix - mean) / std
-        kwargs = dict(chunk=self.config.chunk_size, overlap=self.overlap, batch_size=self.batch_size,
-                      num_stems=len(self.stems), progress=progress)
-        if self.window == "msst":
-            out = separate_msst(self.runner, mix, **kwargs)
+        kwargs = dict(chunk=self.config.chunk_size, overlap=self.overlap, num_stems=len(self.stems), progress=progress)
+        if self.window == "msst":  # MSST's result depends on its batch, so the lanes split that batch
+            out = separate_msst(self.run, mix, batch_size=self.batch_size, **kwargs)
         else:
-            out = separate_tensor(self.runner, mix, device=self.device, **kwargs)
+            out = separate_tensor(self.run, mix, device=self.device, batch_size=self.batch_size * self.lanes, **kwargs)
         return out.numpy() * std + mean
 
     def separate_file(self, path: str | Path, outdir: str | Path, *, two_stems: str | None = None,
@@ -210,8 +221,8 @@ class Separator:
         reader = AudioReader(path, self.sample_rate, channels)
         normalize = self.config.inference.normalize
         mean, std = self._stats(path) if normalize else (0.0, 1.0)
-        engine = OverlapAddStream(self.runner, chunk=self.config.chunk_size, overlap=self.overlap,
-                                  num_stems=len(self.stems), channels=channels, batch_size=self.batch_size,
+        engine = OverlapAddStream(self.run, chunk=self.config.chunk_size, overlap=self.overlap,
+                                  num_stems=len(self.stems), channels=channels, batch_size=self.batch_size * self.lanes,
                                   device=self.device, progress=progress, length_hint=reader.frames_hint)
 
         def encode(piece: tuple[torch.Tensor, torch.Tensor]) -> None:

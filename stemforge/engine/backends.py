@@ -86,13 +86,13 @@ class OnnxNet:
     """The network exported to ONNX (see :func:`export_onnx`), run by ONNX Runtime. fp32 only.
 
     Providers: CUDA when the device is CUDA and onnxruntime-gpu is installed, else CPU, with
-    as many intra-op threads as torch uses.
+    ``threads`` intra-op threads (default: as many as torch uses).
     """
 
-    def __init__(self, path: str | Path, device: torch.device):
+    def __init__(self, path: str | Path, device: torch.device, threads: int | None = None):
         ort = _onnxruntime()
         options = ort.SessionOptions()
-        options.intra_op_num_threads = torch.get_num_threads()
+        options.intra_op_num_threads = threads or torch.get_num_threads()
         options.inter_op_num_threads = 1
         providers = ["CPUExecutionProvider"]
         if device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
@@ -114,9 +114,10 @@ class OnnxNet:
 
 
 def make_backend(name: str, model: torch.nn.Module, device: torch.device, onnx: str | Path | None = None,
-                 chunk: int | None = None):
+                 chunk: int | None = None, threads: int | None = None):
     """Build backend ``name`` for ``model``; ``onnx``: a file from ``stemforge export-onnx``, else one
-    exported on first use into the cache (keyed by the weights and ``chunk``)."""
+    exported on first use into the cache (keyed by the weights and ``chunk``). ``threads``: ONNX
+    Runtime's intra-op threads (torch backends use the calling thread's torch setting)."""
     if name == "eager":
         return EagerNet(model, device)
     if name == "compile":
@@ -126,7 +127,7 @@ def make_backend(name: str, model: torch.nn.Module, device: torch.device, onnx: 
             if chunk is None:
                 raise ValueError("the onnx backend needs the chunk length to export the network")
             onnx = cached_onnx(model, chunk)
-        return OnnxNet(onnx, device)
+        return OnnxNet(onnx, device, threads)
     raise StemforgeError(f"unknown backend '{name}'; use one of {', '.join(BACKENDS)}")
 
 
