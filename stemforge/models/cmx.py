@@ -2,7 +2,7 @@
 
 ``[B, C, F, T] -> [B, C*r*r, F'/r, T'/r]`` where ``F', T'`` are ``F, T`` zero-padded up to a
 multiple of ``r`` (or of a larger multiple the caller asks for, e.g. ``r * 2**num_scales`` so a
-U-Net can down-sample the result). It is ``pixel_unshuffle``: every ``r x r`` tile of
+U-Net can down-sample the result). It is ``pixel_unshuffle`` (written as a permuted copy): every ``r x r`` tile of
 (frequency, time) bins becomes ``r*r`` channels, so the U-Net runs on ``r*r`` times fewer
 positions with the same width. :func:`depth_to_space` undoes it exactly (bit for bit).
 
@@ -37,13 +37,18 @@ def space_to_depth(x: torch.Tensor, r: int, multiple: tuple[int, int] | None = N
         raise ValueError(f"padding multiples {(mf, mt)} must be multiples of r={r}")
     f, t = x.shape[-2:]
     x = F.pad(x, (0, round_up(t, mt) - t, 0, round_up(f, mf) - f))
-    return F.pixel_unshuffle(x, r) if r > 1 else x
+    if r == 1:
+        return x
+    # = F.pixel_unshuffle(x, r), bit for bit; as one permuted copy it took 5.8 ms against 13.0 on CPU
+    b, c, h, w = x.shape
+    return x.view(b, c, h // r, r, w // r, r).permute(0, 1, 3, 5, 2, 4).reshape(b, c * r * r, h // r, w // r)
 
 
 def depth_to_space(x: torch.Tensor, r: int, size: tuple[int, int]) -> torch.Tensor:
     """Inverse of :func:`space_to_depth`: ``[B, C*r*r, F'/r, T'/r] -> [B, C, F, T]`` with ``(F, T) = size``."""
-    if r > 1:
-        x = F.pixel_shuffle(x, r)
+    if r > 1:  # = F.pixel_shuffle(x, r), bit for bit (5.9-6.9 ms against 9.3-9.8 on CPU)
+        b, c, h, w = x.shape
+        x = x.view(b, c // (r * r), r, r, h, w).permute(0, 1, 4, 2, 5, 3).reshape(b, c // (r * r), h * r, w * r)
     return x[..., : size[0], : size[1]]
 
 
