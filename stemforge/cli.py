@@ -162,7 +162,7 @@ def run_separate(args: argparse.Namespace) -> int:
             write = dict(stems=only, format=args.format, subtype=subtype, bitrate=args.bitrate, clip=args.clip_mode)
             with _progress_bar(args, track_name(path)) as progress:
                 if args.drum_kit:
-                    written = sep.separate_file(path, outdir, progress=progress, **write)
+                    written = sep.separate_file(path, outdir, stream=not args.in_memory, progress=progress, **write)
                 else:
                     written = sep.separate_file(path, outdir, two_stems=args.two_stems, stream=not args.in_memory,
                                                 progress=progress, **write)

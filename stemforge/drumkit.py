@@ -2,7 +2,9 @@
 
 A song model (``default``: vocals, drums, bass, other) runs first; its ``drums`` estimate,
 kept in fp32 (never re-read from an encoded file), is the input of a kit model (``drums``:
-kick, snare, toms, hihat, cymbals). Both run in memory, so memory grows with the track.
+kick, snare, toms, hihat, cymbals). Files are streamed through both: every finished piece of
+the drum stem is pushed into the kit model's overlap-add stream at once, so memory does not
+grow with the track (:meth:`DrumKitSeparator.separate_file`).
 """
 
 from __future__ import annotations
@@ -60,9 +62,64 @@ class DrumKitSeparator:
 
     def separate_file(self, path: str | Path, outdir: str | Path, *, stems: list[str] | None = None,
                       format: str = "wav", subtype: str = "PCM_16", bitrate: int = 320, clip: str = "rescale",
-                      progress: Progress | None = None) -> dict[str, Path]:
-        """Separate ``path`` into ``outdir/<stem>.<format>`` for every song stem and kit piece; all files or none."""
+                      stream: bool = True, progress: Progress | None = None) -> dict[str, Path]:
+        """Separate ``path`` into ``outdir/<stem>.<format>`` for every song stem and kit piece; all files or none.
+
+        With ``stream`` (default) the file is decoded, separated by both models and encoded block by
+        block (same result as in memory). A kit model with ``inference.normalize`` or an ``msst``
+        window needs the whole drum stem first, and runs in memory.
+        """
         check_stems(self.stems, only=stems)  # before any work
+        write = dict(format=format, subtype=subtype, bitrate=bitrate, clip=clip)
+        streamable = "msst" not in (self.song.window, self.kit.window) and not self.kit.config.inference.normalize
+        if stream and streamable:
+            return self._separate_streaming(path, outdir, list(stems or self.stems), write, progress)
         mix = self.song.load(path)
         out = select_stems(self.separate_mix(mix, progress), mix, only=stems)
-        return save_stems(out, outdir, self.sample_rate, format=format, subtype=subtype, bitrate=bitrate, clip=clip)
+        return save_stems(out, outdir, self.sample_rate, **write)
+
+    def _separate_streaming(self, path, outdir, names: list[str], write: dict,
+                            progress: Progress | None) -> dict[str, Path]:
+        """decode thread -> song stream -> (its drum stem) -> kit stream -> encode thread."""
+        from .audio.stream import AudioReader, StemWriter
+        from .engine.background import Prefetch, Sink
+        from .separator import _reject_silence
+
+        song, kit = self.song, self.kit
+        reader = AudioReader(path, song.sample_rate, song.config.audio.num_channels)
+        mean, std = song._stats(path) if song.config.inference.normalize else (0.0, 1.0)
+        first = second = None
+        if progress is not None:
+            done = [0, 0]
+
+            def first(d, total):
+                done[0] = d
+                progress(sum(done), 2 * total)
+
+            def second(d, total):
+                done[1] = d
+                progress(sum(done), 2 * total)
+        song_stream, kit_stream = song.stream(first, reader.frames_hint), kit.stream(second, reader.frames_hint)
+        drums = song.stems.index("drums")
+
+        def kit_pieces(pieces) -> list[dict[str, np.ndarray]]:
+            """Song pieces -> their stems to write, followed by the kit pieces they finish."""
+            out = []
+            for _, estimate in pieces:
+                estimate = estimate.numpy() * std + mean
+                out.append(dict(zip(song.stems, estimate)))
+                out += [dict(zip(kit.stems, k.numpy())) for _, k in kit_stream.push(estimate[drums])]
+            return out
+
+        with StemWriter(outdir, names, song.sample_rate, song.config.audio.num_channels, **write) as writer:
+            keep = lambda stems: writer.write({n: a for n, a in stems.items() if n in names})  # noqa: E731
+            with Sink(keep, name="stemforge-encode") as sink:
+                with Prefetch(_reject_silence(reader, path), name="stemforge-decode") as blocks:
+                    for block in blocks:
+                        for piece in kit_pieces(song_stream.push((block - mean) / std)):
+                            sink.put(piece)
+                for piece in kit_pieces(song_stream.finish()):
+                    sink.put(piece)
+                for _, k in kit_stream.finish():
+                    sink.put(dict(zip(kit.stems, k.numpy())))
+            return writer.commit()

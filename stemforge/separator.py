@@ -215,15 +215,12 @@ class Separator:
         """decode thread -> blocks -> network (this thread) -> finished pieces -> encode thread."""
         from .audio.stream import AudioReader, StemWriter
         from .engine.background import Prefetch, Sink
-        from .engine.streaming import OverlapAddStream
 
         channels = self.config.audio.num_channels
         reader = AudioReader(path, self.sample_rate, channels)
         normalize = self.config.inference.normalize
         mean, std = self._stats(path) if normalize else (0.0, 1.0)
-        engine = OverlapAddStream(self.run, chunk=self.config.chunk_size, overlap=self.overlap,
-                                  num_stems=len(self.stems), channels=channels, batch_size=self.batch_size * self.lanes,
-                                  device=self.device, progress=progress, length_hint=reader.frames_hint)
+        engine = self.stream(progress, reader.frames_hint)
 
         def encode(piece: tuple[torch.Tensor, torch.Tensor]) -> None:
             mix, out = (t.numpy() for t in piece)
@@ -240,6 +237,19 @@ class Separator:
                 for piece in engine.finish():
                     sink.put(piece)
             return writer.commit()
+
+    def stream(self, progress: Progress | None = None, length_hint: int | None = None):
+        """A fresh :class:`~stemforge.engine.streaming.OverlapAddStream` with this separator's settings.
+
+        ``push(block [C, n])`` blocks at the model rate (normalised if ``inference.normalize``), then
+        ``finish()``; both return the finished ``(mix [C, n], stems [stems, C, n])`` pieces.
+        """
+        from .engine.streaming import OverlapAddStream
+
+        return OverlapAddStream(self.run, chunk=self.config.chunk_size, overlap=self.overlap,
+                                num_stems=len(self.stems), channels=self.config.audio.num_channels,
+                                batch_size=self.batch_size * self.lanes, device=self.device, progress=progress,
+                                length_hint=length_hint)
 
     def _stats(self, path: str | Path) -> tuple[float, float]:
         """Mean and standard deviation of the decoded file, streamed (for ``inference.normalize``)."""

@@ -127,7 +127,7 @@ def test_writer_rescale_equals_save_audio(tmp_path):
 
 
 def test_failure_midway_leaves_no_output(tmp_path, song, tiny, monkeypatch):
-    calls, runner = [], tiny.runner
+    calls, runner = [], tiny.run
 
     def failing(chunks):
         calls.append(len(chunks))
@@ -135,7 +135,7 @@ def test_failure_midway_leaves_no_output(tmp_path, song, tiny, monkeypatch):
             raise RuntimeError("boom")
         return runner(chunks)
 
-    monkeypatch.setattr(tiny, "runner", failing)
+    monkeypatch.setattr(tiny, "run", failing)
     with pytest.raises(RuntimeError, match="boom"):
         tiny.separate_file(song, tmp_path / "out" / "m" / "song")
     assert not (tmp_path / "out").exists()  # no stems, no temp folder, no empty parents

@@ -184,9 +184,12 @@ class StemWriter:
         return sf.SoundFile(str(path), "w", self.rate, self.channels, self.subtype, format=FORMATS[self.fmt])
 
     def write(self, stems: dict[str, np.ndarray]) -> None:
-        """Append ``{stem: [channels, n]}`` (every stem, same ``n``)."""
-        for name in self.names:
-            audio = np.asarray(stems[name], dtype=np.float32)
+        """Append ``{stem: [channels, n]}`` to each stem's file (any of the stems; each file grows on its own)."""
+        unknown = set(stems) - set(self.names)
+        if unknown:
+            raise KeyError(f"not stems of this writer: {', '.join(sorted(unknown))}")
+        for name, audio in stems.items():
+            audio = np.asarray(audio, dtype=np.float32)
             if not np.isfinite(audio).all():
                 raise AudioError(f"refusing to write '{self._final(name)}': the audio contains NaN/inf samples")
             self.peaks[name] = max(self.peaks[name], float(np.abs(audio).max(initial=0.0)))
