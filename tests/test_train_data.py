@@ -129,3 +129,28 @@ def test_stem_mp4_tracks_are_decoded_once(tmp_path):
     assert vocals.shape == (2, 1000) and vocals.dtype == np.float32
     mtime = tracks[0].files["vocals"].stat().st_mtime
     assert find_tracks(root, STEMS, 44100, tmp_path / "cache")[0].files["vocals"].stat().st_mtime == mtime
+
+
+def test_min_mean_abs_redraws_silent_segments_of_a_sparse_stem(tmp_path):
+    """audio.min_mean_abs: a stem that plays in a fifth of each track (toms) is in (almost) every example."""
+    root = tmp_path / "sparse"
+    length, plays = 40_000, slice(30_000, 38_000)
+    rng = np.random.default_rng(0)
+    for k in range(2):
+        (root / f"t{k}").mkdir(parents=True)
+        for stem in STEMS:
+            audio = 0.1 * rng.standard_normal((length, 2)).astype(np.float32)
+            if stem == "bass":
+                audio[: plays.start] = audio[plays.stop :] = 0.0
+            sf.write(root / f"t{k}" / f"{stem}.wav", audio, 44100, subtype="FLOAT")
+    tracks = find_tracks(root, STEMS, 44100, tmp_path / "cache")
+    augment = AugmentConfig(enable=True, remix=True)
+    bass = STEMS.index("bass")
+
+    def present(min_mean_abs: float) -> float:
+        ds = SegmentDataset(tracks, STEMS, STEMS, chunk=CHUNK, channels=2, augment=augment, seed=0,
+                            min_mean_abs=min_mean_abs)
+        return np.mean([float(ds[i][1][bass].abs().mean()) >= 1e-3 for i in range(200)])
+
+    assert present(0.0) < 0.4  # drawn anywhere: mostly silence
+    assert present(1e-3) > 0.9  # redrawn up to 10 times while silent
