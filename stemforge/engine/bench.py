@@ -45,7 +45,7 @@ def run(seconds: float = 10.0, backends=("eager", "onnx"), precisions=("fp32", "
                    TORCHINDUCTOR_CACHE_DIR=os.environ.get("TORCHINDUCTOR_CACHE_DIR", str(cache_dir("inductor"))))
         print(f"# stemforge bench: {machine(n_threads)}\n# {seconds:g} s clip, config {name}, device {device}\n")
         print(HEADER)
-        print("|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|")
         for backend in backends:
             for precision in precisions:
                 if backend == "onnx" and precision != "fp32":
@@ -54,7 +54,7 @@ def run(seconds: float = 10.0, backends=("eager", "onnx"), precisions=("fp32", "
                 res = subprocess.run([sys.executable, "-m", "stemforge.engine.bench", *args],
                                      capture_output=True, text=True, env=env)
                 if res.returncode:
-                    print(f"| {backend} | {precision} | failed: {res.stderr.strip().splitlines()[-1][:80]} | | |")
+                    print(f"| {backend} | {precision} | | failed: {res.stderr.strip().splitlines()[-1][:80]} | | |")
                     continue
                 row = dict(json.loads(res.stdout.strip().splitlines()[-1]), backend=backend, precision=precision)
                 row["rtf"] = row["separate_s"] / seconds
@@ -63,11 +63,12 @@ def run(seconds: float = 10.0, backends=("eager", "onnx"), precisions=("fp32", "
     return rows
 
 
-HEADER = "| backend | precision | start-up s | RTF (separation s / audio s) | peak RSS MiB |"
+HEADER = "| backend | precision | lanes | start-up s | RTF (separation s / audio s) | peak RSS MiB |"
 
 
 def _fmt(r: dict) -> str:
-    return f"| {r['backend']} | {r['precision']} | {r['startup_s']:.1f} | {r['rtf']:.3f} | {r['rss_mb']:.0f} |"
+    return (f"| {r['backend']} | {r['precision']} | {r['lanes']} | {r['startup_s']:.1f} | {r['rtf']:.3f} | "
+            f"{r['rss_mb']:.0f} |")
 
 
 def machine(threads: int) -> str:
@@ -93,7 +94,7 @@ def worker(ckpt: str, config: str, wav: str, out: str, backend: str, precision: 
     loaded = time.perf_counter()
     sep.separate_file(wav, Path(out) / "run")
     done = time.perf_counter()
-    return {"startup_s": loaded - start, "separate_s": done - loaded,
+    return {"startup_s": loaded - start, "separate_s": done - loaded, "lanes": sep.lanes,
             "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
