@@ -97,12 +97,12 @@ def main() -> None:
 
     command = "python " + " ".join([str(Path(__file__).relative_to(REPO))] + sys.argv[1:])
     text = "\n".join([
-        "# Memory vs track length", "",
+        "# Memory vs track length" + (f" (`stemforge separate {args.extra}`)" if args.extra else ""), "",
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}, torch {torch.__version__}, load average {load} at the start "
         f"(wall times depend on it; peak RSS does not). Command: `{command}`.",
         f"Model: {config} ({'random weights' if args.checkpoint is None and args.config else ckpt.name}); input: "
-        "generated PCM16 stereo WAV at 44.1 kHz; output: 4 PCM16 WAVs (clip mode rescale, so streaming also "
+        "generated PCM16 stereo WAV at 44.1 kHz; output: one PCM16 WAV per stem (clip mode rescale, so streaming also "
         "spills float32 stems to disk). One run per cell, each `stemforge separate` in a fresh process; "
         "peak RSS = its ru_maxrss.", "",
         "| path | input | peak RSS MiB | wall s | RTF |", "|---|---|---|---|---|", *rows, "",
