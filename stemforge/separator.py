@@ -114,6 +114,8 @@ class Separator:
             raise StemforgeError(f"--overlap must be at least 1, got {self.overlap}")
         self.window = window
         self.loaded.model.to(self.device)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # every call has the same chunk shape: tune convolutions once
         parameters = sum(p.numel() for p in self.loaded.model.parameters())
         self.lanes, self.lane_threads = resolve_lanes(lanes, self.device, parameters=parameters)
         net = make_backend(backend, self.loaded.model, self.device, onnx=onnx, chunk=self.config.chunk_size,

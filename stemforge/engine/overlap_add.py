@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from .batching import AdaptiveBatch
+from .staging import Staging
 from .windows import taper_window
 
 Progress = Callable[[int, int], None]
@@ -101,14 +102,12 @@ def separate_tensor(
     frames = pad_track(mix, plan).unfold(-1, chunk, plan.hop)  # [C, n, chunk] view, no copy
     out = torch.zeros(num_stems, channels, plan.padded_length, device=device)
     batcher = AdaptiveBatch(run, batch_size)
-    batch = torch.empty(min(batcher.size, plan.num_chunks), channels, chunk)
-    if device != "cpu" and torch.device(device).type == "cuda":
-        batch = batch.pin_memory()
+    staging = Staging(min(batcher.size, plan.num_chunks), channels, chunk, device)
     first = 0
     while first < plan.num_chunks:
         n = min(batcher.size, plan.num_chunks - first)  # shrinks after an out-of-memory error
-        batch[:n].copy_(frames[:, first : first + n].transpose(0, 1))
-        y = batcher(batch[:n]).mul_(window)  # [n, stems, C, chunk]
+        batch = staging.upload(frames[:, first : first + n].transpose(0, 1))
+        y = batcher(batch).mul_(window)  # [n, stems, C, chunk]
         for j in range(n):
             start = (first + j) * plan.hop
             out[..., start : start + chunk] += y[j]

@@ -23,6 +23,7 @@ import torch
 
 from .batching import AdaptiveBatch
 from .overlap_add import ChunkPlan, Progress, pad_track, plan_chunks
+from .staging import Staging
 from .windows import taper_window
 
 Piece = tuple[torch.Tensor, torch.Tensor]
@@ -41,6 +42,7 @@ class OverlapAddStream:
                  channels: int, batch_size: int = 1, device: torch.device | str = "cpu",
                  progress: Progress | None = None, length_hint: int | None = None):
         self.batcher = AdaptiveBatch(run, batch_size)
+        self.staging = Staging(max(1, batch_size), channels, chunk, device)
         self.chunk, self.overlap, self.channels = chunk, overlap, channels
         self.hop = max(1, chunk // overlap)
         self.border = chunk - self.hop
@@ -123,8 +125,9 @@ class OverlapAddStream:
         pieces = []
         while (n := min(self.batcher.size, self._ready_chunks())) and (final or n == self.batcher.size):
             starts = [(self.next_chunk + j) * self.hop for j in range(n)]
-            batch = torch.stack([self.buf[:, s - self.buf_start : s - self.buf_start + self.chunk] for s in starts])
-            y = self.batcher(batch).mul_(self.window)  # [n, stems, C, chunk]
+            first = starts[0] - self.buf_start
+            frames = self.buf[:, first : first + (n - 1) * self.hop + self.chunk].unfold(-1, self.chunk, self.hop)
+            y = self.batcher(self.staging.upload(frames.transpose(0, 1))).mul_(self.window)  # [n, stems, C, chunk]
             self._grow(starts[-1] + self.chunk)
             for j, s in enumerate(starts):
                 at = s - self.acc_start
