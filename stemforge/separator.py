@@ -13,6 +13,7 @@ import torch
 from .checkpoint import load_weights, read_state_dict
 from .config import ModelConfig, load_config
 from .engine import ChunkRunner, resolve_device, resolve_precision, separate_tensor
+from .engine.allocator import keep_freed_memory
 from .engine.backends import BACKENDS, make_backend
 from .engine.batching import auto_batch_size, batch_cap
 from .engine.lanes import Lanes, resolve_lanes
@@ -101,6 +102,9 @@ class Separator:
         if window not in WINDOWS:
             raise StemforgeError(f"unknown window '{window}'; use one of {', '.join(WINDOWS)}")
         self.loaded = resolve_model(model, checkpoint, config, allow_unverified)
+        # from here on, no page faults on every network call (engine/allocator.py); after loading,
+        # so the checkpoint's read buffers still go back to the system
+        keep_freed_memory()
         self.config = self.loaded.config
         self.device = resolve_device(device)
         if backend not in BACKENDS:

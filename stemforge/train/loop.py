@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from ..checkpoint import load_weights
 from ..engine import resolve_device
+from ..engine.allocator import keep_freed_memory
 from ..engine.precision import autocast, resolve_precision
 from ..errors import StemforgeError
 from ..models import MDX23C
@@ -53,6 +54,7 @@ def train(
     Returns the trained model (raw weights, not EMA).
     """
     setup = load_setup(config)
+    keep_freed_memory()  # a CPU step re-faulted its activations on every forward and backward
     info, dev = distributed.init(resolve_device(device))
     try:
         trainer = Trainer(setup, Path(data), valid and Path(valid), Path(results), dev, info, resume)
