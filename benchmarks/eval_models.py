@@ -136,7 +136,7 @@ def main() -> None:
     lines += musdb_clip(next(args.dev.glob("*.stem.mp4")), song, rate)
     lines += stemgmd(args.dev / "stemgmd", kit, rate)
     lines += ["**Speed** (processing seconds per audio second, fp32, eager, batch auto, "
-              f"overlap {song.overlap}, {threads} threads, on the synthetic songs)", "",
+              f"overlap {song.overlap}, {threads} threads, {song.lanes} lane(s), on the synthetic songs)", "",
               "| default | drums | default+drums (--drum-kit) |", "|---|---|---|",
               f"| {rtf['song']:.3f} | {rtf['kit']:.3f} | {rtf['chain']:.3f} |", ""]
     header = [f"Machine: {platform.processor() or platform.machine()}, torch {torch.__version__}. "
