@@ -51,10 +51,7 @@ class DrumKitSeparator:
 
         ``progress(done, total)`` counts the chunks of both passes (the kit pass has as many as the song pass).
         """
-        first = second = None
-        if progress is not None:
-            first = lambda done, total: progress(done, 2 * total)  # noqa: E731
-            second = lambda done, total: progress(total + done, 2 * total)  # noqa: E731
+        first, second = _two_passes(progress)
         stems = dict(zip(self.song.stems, self.song.separate_mix(mix, first)))
         pieces = self.kit.separate_mix(stems["drums"], second)
         stems.update(zip(self.kit.stems, pieces))
@@ -81,24 +78,13 @@ class DrumKitSeparator:
     def _separate_streaming(self, path, outdir, names: list[str], write: dict,
                             progress: Progress | None) -> dict[str, Path]:
         """decode thread -> song stream -> (its drum stem) -> kit stream -> encode thread."""
-        from .audio.stream import AudioReader, StemWriter
-        from .engine.background import Prefetch, Sink
-        from .separator import _reject_silence
+        from .audio.stream import AudioReader
+        from .separator import write_streamed
 
         song, kit = self.song, self.kit
         reader = AudioReader(path, song.sample_rate, song.config.audio.num_channels)
         mean, std = song._stats(path) if song.config.inference.normalize else (0.0, 1.0)
-        first = second = None
-        if progress is not None:
-            done = [0, 0]
-
-            def first(d, total):
-                done[0] = d
-                progress(sum(done), 2 * total)
-
-            def second(d, total):
-                done[1] = d
-                progress(sum(done), 2 * total)
+        first, second = _two_passes(progress)
         song_stream, kit_stream = song.stream(first, reader.frames_hint), kit.stream(second, reader.frames_hint)
         drums = song.stems.index("drums")
 
@@ -111,15 +97,30 @@ class DrumKitSeparator:
                 out += [dict(zip(kit.stems, k.numpy())) for _, k in kit_stream.push(estimate[drums])]
             return out
 
-        with StemWriter(outdir, names, song.sample_rate, song.config.audio.num_channels, **write) as writer:
-            keep = lambda stems: writer.write({n: a for n, a in stems.items() if n in names})  # noqa: E731
-            with Sink(keep, name="stemforge-encode") as sink:
-                with Prefetch(_reject_silence(reader, path), name="stemforge-decode") as blocks:
-                    for block in blocks:
-                        for piece in kit_pieces(song_stream.push((block - mean) / std)):
-                            sink.put(piece)
-                for piece in kit_pieces(song_stream.finish()):
-                    sink.put(piece)
-                for _, k in kit_stream.finish():
-                    sink.put(dict(zip(kit.stems, k.numpy())))
-            return writer.commit()
+        def finish() -> list[dict[str, np.ndarray]]:
+            out = kit_pieces(song_stream.finish())  # the last drum pieces enter the kit stream first
+            return out + [dict(zip(kit.stems, k.numpy())) for _, k in kit_stream.finish()]
+
+        def encode(stems: dict[str, np.ndarray], writer) -> None:
+            writer.write({n: a for n, a in stems.items() if n in names})
+
+        return write_streamed(reader, path, outdir, names, write,
+                              lambda block: kit_pieces(song_stream.push((block - mean) / std)), finish, encode)
+
+
+def _two_passes(progress: Progress | None) -> tuple[Progress | None, Progress | None]:
+    """Split ``progress(done, total)`` over the song and kit passes, which have as many chunks each.
+
+    The passes may interleave (streaming) or run one after the other (in memory).
+    """
+    if progress is None:
+        return None, None
+    done = [0, 0]
+
+    def pass_progress(i: int) -> Progress:
+        def report(d: int, total: int) -> None:
+            done[i] = d
+            progress(sum(done), 2 * total)
+        return report
+
+    return pass_progress(0), pass_progress(1)

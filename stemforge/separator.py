@@ -219,30 +219,22 @@ class Separator:
     def _separate_streaming(self, path, outdir, names: list[str], pick, write: dict,
                             progress: Progress | None) -> dict[str, Path]:
         """decode thread -> blocks -> network (this thread) -> finished pieces -> encode thread."""
-        from .audio.stream import AudioReader, StemWriter
-        from .engine.background import Prefetch, Sink
+        from .audio.stream import AudioReader
 
-        channels = self.config.audio.num_channels
-        reader = AudioReader(path, self.sample_rate, channels)
+        reader = AudioReader(path, self.sample_rate, self.config.audio.num_channels)
         normalize = self.config.inference.normalize
         mean, std = self._stats(path) if normalize else (0.0, 1.0)
         engine = self.stream(progress, reader.frames_hint)
 
-        def encode(piece: tuple[torch.Tensor, torch.Tensor]) -> None:
+        def encode(piece: tuple[torch.Tensor, torch.Tensor], writer) -> None:
             mix, out = (t.numpy() for t in piece)
             if normalize:
                 mix, out = mix * std + mean, out * std + mean
             writer.write(pick(dict(zip(self.stems, out)), mix))
 
-        with StemWriter(outdir, names, self.sample_rate, channels, **write) as writer:
-            with Sink(encode, name="stemforge-encode") as sink:
-                with Prefetch(_reject_silence(reader, path), name="stemforge-decode") as blocks:
-                    for block in blocks:
-                        for piece in engine.push((block - mean) / std if normalize else block):
-                            sink.put(piece)
-                for piece in engine.finish():
-                    sink.put(piece)
-            return writer.commit()
+        return write_streamed(reader, path, outdir, names, write,
+                              lambda block: engine.push((block - mean) / std if normalize else block),
+                              engine.finish, encode)
 
     def stream(self, progress: Progress | None = None, length_hint: int | None = None):
         """A fresh :class:`~stemforge.engine.streaming.OverlapAddStream` with this separator's settings.
@@ -298,6 +290,31 @@ def _reject_silence(blocks, path):
         yield block
     if not heard:
         raise StemforgeError(f"'{path}' is digital silence: there is nothing to separate")
+
+
+def write_streamed(reader, path: str | Path, outdir: str | Path, names: list[str], write: dict,
+                   push: Callable[[np.ndarray], list], finish: Callable[[], list],
+                   encode: Callable[[object, "StemWriter"], None]) -> dict[str, Path]:
+    """Stream a file into ``outdir/<name>.<format>`` files; all of them or none.
+
+    ``reader`` (an :class:`~stemforge.audio.stream.AudioReader` of ``path``) is decoded on a
+    background thread; each block ``[C, n]`` goes to ``push`` and the end of the file to
+    ``finish``, both on this thread and both returning finished pieces. ``encode(piece, writer)``
+    writes every piece on a second background thread. ``write``: the
+    :class:`~stemforge.audio.stream.StemWriter` options. A silent file is refused.
+    """
+    from .audio.stream import StemWriter
+    from .engine.background import Prefetch, Sink
+
+    with StemWriter(outdir, names, reader.sample_rate, reader.channels, **write) as writer:
+        with Sink(lambda piece: encode(piece, writer), name="stemforge-encode") as sink:
+            with Prefetch(_reject_silence(reader, path), name="stemforge-decode") as blocks:
+                for block in blocks:
+                    for piece in push(block):
+                        sink.put(piece)
+            for piece in finish():
+                sink.put(piece)
+        return writer.commit()
 
 
 def select_stems(stems: dict[str, np.ndarray], mix: np.ndarray, *, two_stems: str | None = None,
