@@ -20,7 +20,8 @@ from stemforge.errors import StemforgeError
 from stemforge.models import MDX23C
 from stemforge.train.cli import main
 from stemforge.train.log import read_log
-from stemforge.train.loop import train
+from stemforge.train.config import load_setup
+from stemforge.train.loop import cosine_lr, train
 from stemforge.train.plot import plot_training
 
 from .test_train_helpers import make_dataset, tiny_config
@@ -92,6 +93,22 @@ def test_resume_after_a_kill_matches_the_uninterrupted_run(run, data, tmp_path):
         a, b = _weights(reference / name), _weights(results / name)
         assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-6
     assert read_log(results / "log.jsonl") == read_log(reference / "log.jsonl")  # no duplicated steps
+
+
+def test_cosine_schedule_takes_over_a_resumed_plateau_run(data, tmp_path):
+    assert cosine_lr(0, 8, 1e-3, 1e-5) == 1e-3 and cosine_lr(8, 8, 1e-3, 1e-5) == 1e-5
+    assert cosine_lr(4, 8, 1e-3, 0.0) == pytest.approx(5e-4)
+    plateau = tiny_config(tmp_path, "plateau.yaml", **STEPS)
+    results = tmp_path / "results"
+    train(plateau, data[0], results, valid=data[1], device="cpu", stop_after=3)  # resumes at step 2
+    cosine = tiny_config(tmp_path, "cosine.yaml", **STEPS, **{"training.scheduler": "cosine", "training.lr_min": 1e-5})
+    lr = load_setup(cosine).training.lr
+    with pytest.warns(UserWarning, match="config that differs"):
+        train(cosine, data[0], results, valid=data[1], device="cpu", resume=True)
+    logged = [r["lr"] for r in read_log(results / "log.jsonl") if "loss" in r]
+    assert logged[:2] == [lr, lr]  # the plateau epoch
+    assert logged[2:] == pytest.approx([cosine_lr(2, 4, lr, 1e-5), cosine_lr(3, 4, lr, 1e-5)])
+    assert logged[2] < lr
 
 
 def test_existing_run_is_not_overwritten_and_resume_needs_a_run(run, data, tmp_path, capsys):

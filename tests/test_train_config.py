@@ -75,7 +75,8 @@ def test_unknown_key_names_the_closest_valid_one(tmp_path, section, key, hint):
     ("optimizer", "prodigy", "use adam or adamw"),
     ("lr", "fast", "training.lr' must be float"),
     ("batch_size", 0, ">= 1"),
-    ("scheduler", "cosine", "ReduceLROnPlateau or constant"),
+    ("scheduler", "linear", "ReduceLROnPlateau, cosine or constant"),
+    ("lr_min", 1.0, "lr_min must be in"),
 ])
 def test_bad_training_values_are_explained(tmp_path, key, value, match):
     with pytest.raises(StemforgeError, match=match):

@@ -65,6 +65,7 @@ class TrainingConfig:
     scheduler: str = "ReduceLROnPlateau"
     patience: int = 2
     reduce_factor: float = 0.95
+    lr_min: float = 0.0
     model_type: str = "mdx23c"
     seed: int = 0
     loss_l1: float = 1.0
@@ -171,8 +172,9 @@ def _check_training(t: TrainingConfig, where: str) -> TrainingConfig:
     _check(t.lr > 0, f"training.lr must be > 0, got {t.lr}", where)
     _check(t.optimizer.lower() in ("adam", "adamw"), f"training.optimizer '{t.optimizer}' is not supported; use adam or adamw", where)
     _check(t.amp_dtype in ("auto", "bf16", "fp16"), f"training.amp_dtype '{t.amp_dtype}' must be auto, bf16 or fp16", where)
-    _check(t.scheduler in ("ReduceLROnPlateau", "constant"),
-           f"training.scheduler '{t.scheduler}' is not supported; use ReduceLROnPlateau or constant", where)
+    _check(t.scheduler in ("ReduceLROnPlateau", "cosine", "constant"),
+           f"training.scheduler '{t.scheduler}' is not supported; use ReduceLROnPlateau, cosine or constant", where)
+    _check(0 <= t.lr_min <= t.lr, f"training.lr_min must be in [0, training.lr], got {t.lr_min}", where)
     _check(0 <= t.ema_momentum < 1, f"training.ema_momentum must be in [0, 1), got {t.ema_momentum}", where)
     _check(min(t.loss_l1, t.loss_stft, t.loss_sdr) >= 0 and t.loss_l1 + t.loss_stft + t.loss_sdr > 0,
            "training.loss_l1, loss_stft and loss_sdr must be >= 0 and not all 0", where)

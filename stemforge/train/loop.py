@@ -3,8 +3,9 @@
 Per optimizer step: ``gradient_accumulation_steps`` micro-batches (forward with the STFT in fp32
 and the network under autocast, L1 [+ STFT] loss, backward, DDP gradient averaging on the last
 one), gradient clipping, optimizer and grad-scaler step, EMA update. Per epoch
-(``training.num_steps`` steps): validation on rank 0 through the inference engine, LR schedule on
-the mean SDR, best/last checkpoints and the resume state.
+(``training.num_steps`` steps): validation on rank 0 through the inference engine, the
+ReduceLROnPlateau step on the mean SDR, best/last checkpoints and the resume state. A ``cosine``
+schedule sets the LR before every optimizer step instead.
 """
 
 from __future__ import annotations
@@ -155,6 +156,10 @@ class Trainer:
                 loss = self.loss_fn(self.forward(mix), target) / accum
                 self.scaler.scale(loss).backward()
             total += loss.detach()
+        if self.t.scheduler == "cosine":
+            lr = cosine_lr(self.step, self.t.num_epochs * self.t.num_steps, self.t.lr, self.t.lr_min)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
         self.scaler.unscale_(self.optimizer)
         if self.t.grad_clip > 0:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.t.grad_clip)
@@ -249,6 +254,13 @@ class Trainer:
             if resume and self.files.config.is_file() and self.files.config.read_text() != self.setup.text:
                 warnings.warn(f"resuming with a config that differs from '{self.files.config}'", UserWarning, stacklevel=3)
             self.files.config.write_text(self.setup.text)
+
+
+def cosine_lr(step: int, total: int, lr: float, lr_min: float) -> float:
+    """The learning rate of optimizer step ``step`` (0-based) of ``total``: half a cosine from ``lr`` to
+    ``lr_min``. A pure function of the step, so a resumed run (even one that ran another schedule
+    before) continues on the same curve."""
+    return lr_min + (lr - lr_min) * 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
 
 
 def amp_dtype(t: TrainingConfig, device: torch.device) -> torch.dtype:
