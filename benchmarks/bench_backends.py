@@ -107,7 +107,8 @@ def stages(args) -> dict:
     StemWriter.commit = timed(StemWriter.commit, "encode")
     OverlapAddStream.push = timed(OverlapAddStream.push, "engine")
     OverlapAddStream.finish = timed(OverlapAddStream.finish, "engine")
-    sep = Separator(checkpoint=args.ckpt, config=args.config, precision="fp32", device="cpu", batch_size=1)
+    sep = Separator(checkpoint=args.ckpt, config=args.config, precision="fp32", device="cpu", batch_size=1,
+                    lanes=1)  # one lane: the stages are then consecutive on one thread and add up to the wall
     sep.loaded.model.stft = timed(sep.loaded.model.stft, "STFT")
     sep.runner.backend = timed(sep.runner.backend, "network")
     sep.runner.istft = timed(sep.runner.istft, "iSTFT")
@@ -327,7 +328,7 @@ def main() -> None:
                      "| config | backend | precision | start-up s | s/chunk (STFT+net+iSTFT) | s/chunk network | "
                      "network GFLOP/s | peak RSS MiB |", "|---|---|---|---|---|---|---|---|", *backend_rows(args, tmp)]
         if "stages" in args.sections:
-            text += ["", f"## Stages of a streaming `separate_file` ({args.model}, eager fp32, {args.stage_seconds:g} s clip)",
+            text += ["", f"## Stages of a streaming `separate_file` ({args.model}, eager fp32, one lane, the config's overlap, {args.stage_seconds:g} s clip)",
                      "", "| stage | seconds | share |", "|---|---|---|", *stage_rows(args, tmp)]
     if "plain" in args.sections:
         text += ["", f"## Engine vs the plain per-chunk loop ({args.model}, overlap 4, fp32, batch 1, median of {args.repeats})",
