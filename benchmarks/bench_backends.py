@@ -30,6 +30,8 @@ from common import gemm_gflops, gflop_per_chunk, model_checkpoint  # benchmarks/
 
 REPO = Path(__file__).resolve().parents[1]
 SECTIONS = ("backends", "stages", "plain", "waste", "batch")
+TITLES = {"backends": "Backends, precision", "stages": "Stages", "plain": "Engine vs the plain loop",
+          "waste": "Waste removed", "batch": "Batch size"}
 CONFIGS = {"small": REPO / "configs" / "mdx23c_small.yaml", "musdb18": REPO / "configs" / "mdx23c_musdb18.yaml",
            "default": REPO / "stemforge" / "configs" / "default.yaml"}  # default: the shipped weights
 
@@ -317,7 +319,7 @@ def main() -> None:
     head = machine(args.threads)
     gemm = gemm_gflops(args.threads)
     command = "python " + " ".join([str(Path(__file__).relative_to(REPO))] + sys.argv[1:])
-    text = ["# Backends, precision, stages", "",
+    text = ["# " + "; ".join(TITLES[s] for s in args.sections), "",
             f"Machine: {head}. Large-GEMM fp32 (2048^2 matmul, best of 10) at that thread count: {gemm:.0f} GFLOP/s.",
             f"Command: `{command}`. Random weights (default: the shipped weights); medians of {args.chunks} chunks (small) / {args.musdb_chunks} "
             "(musdb18) unless said otherwise."]
