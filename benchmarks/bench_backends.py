@@ -167,7 +167,9 @@ def stage_rows(args, tmp: Path) -> list[str]:
     ckpt = model_checkpoint(args.model, CONFIGS[args.model], tmp)
     wav = tmp / "clip.wav"
     sf.write(wav, (0.2 * np.random.default_rng(0).standard_normal((int(args.stage_seconds * 44100), 2))), 44100)
-    r = spawn("stages", ckpt=ckpt, config=CONFIGS[args.model], wav=wav, out=tmp / "stages", threads=args.threads)
+    runs = [spawn("stages", ckpt=ckpt, config=CONFIGS[args.model], wav=wav, out=tmp / f"stages{i}", threads=args.threads)
+            for i in range(args.repeats)]
+    r = {k: statistics.median(run[k] for run in runs) for k in runs[0]}  # per-stage medians of fresh processes
     wall = r.pop("wall_s")
     total = sum(r.values())
     rows = [f"| {k} | {v:.2f} | {100 * v / total:.1f}% |" for k, v in r.items()]
@@ -330,7 +332,7 @@ def main() -> None:
                      "| config | backend | precision | start-up s | s/chunk (STFT+net+iSTFT) | s/chunk network | "
                      "network GFLOP/s | peak RSS MiB |", "|---|---|---|---|---|---|---|---|", *backend_rows(args, tmp)]
         if "stages" in args.sections:
-            text += ["", f"## Stages of a streaming `separate_file` ({args.model}, eager fp32, one lane, the config's overlap, {args.stage_seconds:g} s clip)",
+            text += ["", f"## Stages of a streaming `separate_file` ({args.model}, eager fp32, one lane, the config's overlap, {args.stage_seconds:g} s clip, median of {args.repeats})",
                      "", "| stage | seconds | share |", "|---|---|---|", *stage_rows(args, tmp)]
     if "plain" in args.sections:
         text += ["", f"## Engine vs the plain per-chunk loop ({args.model}, overlap 4, fp32, batch 1, median of {args.repeats})",
