@@ -113,7 +113,8 @@ class Trainer:
         if resume:
             self._load_resume()
         elif not self.valid_tracks and info.main:
-            warnings.warn("no --valid data: no validation, LR schedule or best.ckpt", UserWarning, stacklevel=2)
+            lost = "validation, LR schedule or best.ckpt" if self.scheduler is not None else "validation or best.ckpt"
+            warnings.warn(f"no --valid data: no {lost}", UserWarning, stacklevel=2)
 
     # -- the loop ----------------------------------------------------------------------
 
