@@ -113,6 +113,35 @@ def test_same_seed_same_audio_other_seed_other_audio():
     assert not np.array_equal(a["mixture"], b["mixture"])
 
 
+KITS = [Path("/usr/share/sounds/sf2") / name for name in ("Black_Pearl_4_LV2.sf2", "Red_Zeppelin_4_LV2.sf2")]
+needs_kits = pytest.mark.skipif(not all(k.is_file() for k in KITS),
+                                reason="needs Debian's avldrums.lv2-soundfont (see .ci/apt-packages.txt)")
+
+
+@needs_tools
+@needs_kits
+def test_kit_soundfonts_change_only_the_drums():
+    from stemforge.errors import StemforgeError
+    from stemforge.synth import generate_song
+
+    def music(song):  # what every part but the drums plays
+        return [(p.name, p.program, p.notes) for p in song.score.parts if not p.is_drum]
+
+    drawn = []
+    for index in range(4):
+        plain, kit = generate_song(3, index, 3.0), generate_song(3, index, 3.0, kits=KITS)
+        drawn.append(kit.meta["drum_soundfont"])
+        assert music(kit) == music(plain)
+        assert not np.allclose(kit.audio["drums"], plain.audio["drums"], atol=1e-3)  # drawn anew
+        if drawn[-1] != plain.meta["drum_soundfont"]:  # every piece the groove plays sounds on the kit
+            for piece in PIECES:
+                notes = sum(p["notes"] for p in kit.meta["parts"] if p["name"] == piece)
+                assert (np.abs(kit.audio[piece]).max() > 1e-3) == (notes > 0), piece
+    assert set(drawn) & {k.name for k in KITS} and set(drawn) - {k.name for k in KITS}
+    with pytest.raises(StemforgeError, match="does not exist"):
+        generate_song(21, 0, 1.0, kits=["/no/such/kit.sf2"])
+
+
 @needs_tools
 def test_parallel_jobs_and_prefix_give_identical_bytes(corpus, tmp_path):
     from stemforge.synth import generate_corpus

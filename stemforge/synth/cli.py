@@ -34,6 +34,10 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="parallel processes (default: min(4, CPUs))")
     parser.add_argument("--soundfont", default=None,
                         help="GM .sf2 file (default: FluidR3_GM or TimGM6mb from Debian)")
+    parser.add_argument("--kits", nargs="+", default=[], metavar="KIT.sf2",
+                        help="extra drum-kit soundfonts; half of the songs drum on one of them "
+                             "(e.g. Debian's avldrums.lv2-soundfont: /usr/share/sounds/sf2/"
+                             "Black_Pearl_4_LV2.sf2 /usr/share/sounds/sf2/Red_Zeppelin_4_LV2.sf2)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     with tqdm(total=args.songs, unit="song", desc=f"synth ({soundfont.name})") as bar:
         generate_corpus(args.out, args.songs, args.seconds, args.seed, args.jobs, soundfont,
-                        on_done=lambda _: bar.update())
+                        on_done=lambda _: bar.update(), kits=args.kits)
     wall = time.perf_counter() - start
     audio = args.songs * args.seconds
     print(f"synth: {args.songs} songs, {audio:.0f} s of audio in {wall:.1f} s "

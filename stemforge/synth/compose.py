@@ -6,11 +6,12 @@ one stage uses randomness does not reshuffle the others.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 import numpy as np
 
-from stemforge.synth.drums import drum_parts
+from stemforge.synth.drums import KitSoundfont, drum_parts
 from stemforge.synth.melody import vocal_parts
 from stemforge.synth.music import plan_song
 from stemforge.synth.parts import bass_part, comp_part, lead_part, pad_part
@@ -24,10 +25,11 @@ def stage_rngs(seed: np.random.SeedSequence) -> dict[str, np.random.Generator]:
     return {name: np.random.default_rng(child) for name, child in zip(STAGES, seed.spawn(len(STAGES)), strict=True)}
 
 
-def compose(rngs: dict[str, np.random.Generator], seconds: float, presets: frozenset) -> Score:
-    """Plan a song of `seconds` and write all its parts."""
+def compose(rngs: dict[str, np.random.Generator], seconds: float, presets: frozenset,
+            kits: Sequence[KitSoundfont] = ()) -> Score:
+    """Plan a song of `seconds` and write all its parts (drum kit among `presets` or `kits`)."""
     plan = plan_song(rngs["plan"], seconds)
-    parts = drum_parts(plan, rngs["drums"], presets)
+    parts = drum_parts(plan, rngs["drums"], presets, kits)
     parts.append(bass_part(plan, rngs["bass"], presets))
     parts += _other_parts(plan, rngs["other"], presets)
     parts += vocal_parts(plan, rngs["vocals"], presets)

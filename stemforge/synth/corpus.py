@@ -15,12 +15,13 @@ import multiprocessing
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import soundfile as sf
 
 from stemforge.synth.compose import compose, stage_rngs
+from stemforge.synth.drums import kit_soundfont
 from stemforge.synth.fluid import load_library
 from stemforge.synth.midi import write_midi
 from stemforge.synth.mix import channel_meta, draw_channels, mix
@@ -46,12 +47,14 @@ def song_id(seed: int, index: int) -> str:
     return f"synth_{seed}_{index:05d}"
 
 
-def generate_song(seed: int, index: int, seconds: float, soundfont: Path | str | None = None) -> Song:
+def generate_song(seed: int, index: int, seconds: float, soundfont: Path | str | None = None,
+                  kits: Sequence[Path | str] = ()) -> Song:
     """Compose, render and mix song `index` of the corpus seeded by `seed` (in memory).
-    Song.audio maps mixture/stems/drum pieces to [2, round(seconds * 44100)] float32."""
+    Song.audio maps mixture/stems/drum pieces to [2, round(seconds * 44100)] float32.
+    `kits`: extra drum-kit soundfonts (.sf2) that half of the songs drum on."""
     soundfont = find_soundfont(soundfont)
     rngs = stage_rngs(np.random.SeedSequence(seed, spawn_key=(index,)))
-    score = compose(rngs, seconds, list_presets(soundfont))
+    score = compose(rngs, seconds, list_presets(soundfont), [kit_soundfont(k) for k in kits])
     dry = render_parts(score, soundfont, rngs["voice"], SAMPLE_RATE)
     channels = draw_channels(score, rngs["mix"])
     audio, gain = mix(score, dry, channels, rngs["mix"], SAMPLE_RATE)
@@ -68,27 +71,30 @@ def write_song(song: Song, folder: Path) -> Path:
     return folder
 
 
-def make_song(out: Path, seed: int, index: int, seconds: float, soundfont: Path | str | None) -> float:
+def make_song(out: Path, seed: int, index: int, seconds: float, soundfont: Path | str | None,
+              kits: Sequence[Path | str] = ()) -> float:
     """Generate and write one song folder; returns its duration (seconds)."""
-    song = generate_song(seed, index, seconds, soundfont)
+    song = generate_song(seed, index, seconds, soundfont, kits)
     write_song(song, Path(out) / song_id(seed, index))
     return seconds
 
 
 def generate_corpus(out: Path | str, songs: int, seconds: float = 30.0, seed: int = 0, jobs: int = 1,
                     soundfont: Path | str | None = None,
-                    on_done: Callable[[int], None] | None = None) -> list[Path]:
+                    on_done: Callable[[int], None] | None = None,
+                    kits: Sequence[Path | str] = ()) -> list[Path]:
     """Write songs 0..songs-1 under `out` with `jobs` worker processes (always separate
     processes, even for one job: see `_worker_init`). `on_done(index)` is called as
     each song finishes (for progress bars). Returns the song folders."""
     out = Path(out)
     soundfont = find_soundfont(soundfont).resolve()  # pin one soundfont for all workers
+    kits = [kit_soundfont(k).path for k in kits]  # fail early on a missing or broken kit
     load_library()  # fail early, with the apt-get hint, if a tool is missing
     espeak_path()
     context = multiprocessing.get_context("spawn")  # never fork a (possibly threaded) parent
     with ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=context,
                              initializer=_worker_init) as pool:
-        futures = {pool.submit(make_song, out, seed, i, seconds, soundfont): i for i in range(songs)}
+        futures = {pool.submit(make_song, out, seed, i, seconds, soundfont, kits): i for i in range(songs)}
         try:
             for future in as_completed(futures):
                 future.result()
@@ -137,5 +143,10 @@ def _meta(score: Score, seed: int, index: int, soundfont: Path, gain: float, cha
         "parts": [{"name": p.name, "stem": p.stem, "bank": p.bank, "program": p.program,
                    "notes": len(p.notes), **({"singer": p.singer} if p.singer else {})}
                   for p in score.parts],
-        "soundfont": soundfont.name, "common_gain": round(gain, 6), "mix": channel_meta(channels),
+        "soundfont": soundfont.name, "drum_soundfont": _drum_soundfont(score, soundfont).name, "common_gain": round(gain, 6), "mix": channel_meta(channels),
     }
+
+
+def _drum_soundfont(score: Score, soundfont: Path) -> Path:
+    """The soundfont the drum pieces were rendered with."""
+    return next((p.soundfont for p in score.parts if p.is_drum and p.soundfont), soundfont)

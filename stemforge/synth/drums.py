@@ -9,10 +9,15 @@ of a section or phrase often ends in a fill, and a crash marks section starts.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
 
 from stemforge.synth.music import Meter, Section, SongPlan
 from stemforge.synth.score import DRUM_KIT_PROGRAMS, DRUM_PIECES, Note, Part, perform, velocity
+from stemforge.synth.soundfont import find_soundfont, list_presets
 
 Hit = tuple[str, int, float]  # (voice, step in bar, velocity)
 
@@ -28,19 +33,51 @@ VOICE_NOTES = {  # GM percussion key choices for each voice
     "hat": (42,), "open": (46,), "pedal": (44,),
     "crash": (49, 57), "ride": (51, 59), "bell": (53,), "splash": (55,), "china": (52,),
 }
+AVL_NOTES = {  # x42's AVLDrums kits (Debian: avldrums.lv2-soundfont), read from their sample names:
+    # GM keys, but one rack tom (45 centre, 47 edge) and one floor tom (41, 43), no china (52 is
+    # a ride choke, 60 a gong-like Paiste: a second crash stands in)
+    **VOICE_NOTES,
+    "kick": (36,), "tom_hi": (45,), "tom_mid": (47,), "tom_lo": (41, 43), "china": (57,),
+}
+KIT_LAYOUTS = {"Black_Pearl_4_LV2.sf2": AVL_NOTES, "Red_Zeppelin_4_LV2.sf2": AVL_NOTES}
+KIT_SHARE = 0.5  # with extra kit soundfonts: the share of songs drumming on one of them
 KIT_WEIGHTS = (0.3, 0.14, 0.14, 0.08, 0.1, 0.1, 0.08, 0.06)  # aligned with DRUM_KIT_PROGRAMS
 DRUM_LENGTH = {"crash": 3.0, "china": 2.0, "splash": 1.5, "ride": 1.0, "bell": 1.0, "open": 0.5}
 
 
-def drum_parts(plan: SongPlan, rng: np.random.Generator, presets: frozenset) -> list[Part]:
-    """Five parts (kick, snare, toms, hihat, cymbals) sharing one random GM kit (among
-    the kits in `presets`, the soundfont's (bank, program) pairs)."""
-    kit = _draw_kit(rng, plan, presets)
-    keys = {voice: int(rng.choice(notes)) for voice, notes in VOICE_NOTES.items()}
+@dataclass(frozen=True)
+class KitSoundfont:
+    """A soundfont that holds one drum kit: its preset and the keys of each voice."""
+
+    path: Path
+    bank: int
+    program: int
+    notes: Mapping[str, tuple[int, ...]]
+
+
+def kit_soundfont(path: str | Path) -> KitSoundfont:
+    """The kit in the .sf2 at `path` (its first preset). Known kits get their own key map
+    (KIT_LAYOUTS); any other file is assumed to follow the GM percussion map."""
+    path = find_soundfont(path).resolve()
+    bank, program = min(list_presets(path))
+    return KitSoundfont(path, bank, program, KIT_LAYOUTS.get(path.name, VOICE_NOTES))
+
+
+def drum_parts(plan: SongPlan, rng: np.random.Generator, presets: frozenset,
+               kits: Sequence[KitSoundfont] = ()) -> list[Part]:
+    """Five parts (kick, snare, toms, hihat, cymbals) sharing one random kit: a GM kit among
+    `presets` (the main soundfont's (bank, program) pairs) or, for KIT_SHARE of the songs
+    when `kits` are given, one of those kit soundfonts."""
+    if kits and rng.random() < KIT_SHARE:
+        font = kits[int(rng.integers(len(kits)))]
+        bank, kit, notes, path = font.bank, font.program, font.notes, font.path
+    else:  # no draw without kits: corpora made before kits existed stay the same
+        bank, kit, notes, path = 128, _draw_kit(rng, plan, presets), VOICE_NOTES, None
+    keys = {voice: int(rng.choice(choices)) for voice, choices in notes.items()}
     hits: list[tuple[str, float, float]] = []  # (voice, nominal beat, velocity)
     for section in plan.sections:
         hits += _section_hits(section, plan.meter, rng)
-    parts = {piece: Part(piece, "drums", kit, 128, role="drums") for piece in DRUM_PIECES}
+    parts = {piece: Part(piece, "drums", kit, bank, role="drums", soundfont=path) for piece in DRUM_PIECES}
     for voice, beat, vel in sorted(hits, key=lambda h: h[1]):
         start = perform(beat, plan.feel, rng, jitter=0.006)
         length = DRUM_LENGTH.get(voice, 0.25)

@@ -16,7 +16,6 @@ def render_parts(score: Score, soundfont: Path, rng: np.random.Generator,
                  sample_rate: int = 44100) -> dict[str, np.ndarray]:
     """Dry audio of every part, by part name: each [2, samples] float32 (song length)."""
     n_samples = int(round(score.plan.seconds * sample_rate))
-    synth = renderer(soundfont, sample_rate)
     beat = score.plan.beat_seconds
     out = {}
     for part in score.parts:
@@ -25,6 +24,7 @@ def render_parts(score: Score, soundfont: Path, rng: np.random.Generator,
             out[part.name] = np.stack([mono, mono])
         else:
             events = note_events(part, beat * sample_rate)
+            synth = renderer(part.soundfont or soundfont, sample_rate)
             out[part.name] = synth.render(events, part.bank, part.program, n_samples, drums=part.is_drum)
     return out
 

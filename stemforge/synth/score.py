@@ -7,6 +7,7 @@ sung lead), so every stem is an exact sum of separately rendered parts.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -35,10 +36,11 @@ class Part:
     lyrics: list[str] | None = None  # one word per note for the sung lead
     role: str = ""  # what generated it: "piano", "guitar", "pad", "sung", ...
     singer: str | None = None  # espeak-ng voice for a sung part (rendered by voice.py)
+    soundfont: Path | None = None  # its own soundfont (a drum-kit .sf2); None: the song's
 
     @property
     def is_drum(self) -> bool:
-        return self.bank == 128
+        return self.bank == 128 or self.role == "drums"
 
 
 @dataclass
