@@ -120,6 +120,34 @@ def test_existing_run_is_not_overwritten_and_resume_needs_a_run(run, data, tmp_p
     assert "nothing to resume" in capsys.readouterr().err
 
 
+def test_init_fine_tunes_from_given_weights_in_a_new_run(data, tmp_path, capsys):
+    short = tiny_config(tmp_path, **{"training.num_steps": 2, "training.num_epochs": 1})
+    torch.manual_seed(123)  # weights unlike those the run's own seed would draw
+    start = MDX23C.from_config(load_config(short)).state_dict()
+    init = tmp_path / "start.ckpt"
+    torch.save(start, init)
+    results = tmp_path / "tuned"
+    assert main(["--config", str(short), "--data", str(data[0]), "--results", str(results), "--device", "cpu",
+                 "--init", str(init)]) == 0
+    state = torch.load(results / "resume.pt", weights_only=True)
+    assert state["step"] == 2  # a new run: its own step count
+    lr = load_setup(short).training.lr
+    seeded = train(short, data[0], tmp_path / "fresh", device="cpu", stop_after=1).state_dict()
+    for weights in (state["model"], _weights(results / "last.ckpt")):  # raw and EMA
+        # two AdamW steps move a weight by about lr each: the run went on from `init`
+        assert max((weights[k] - start[k]).abs().max().item() for k in start) <= 3 * lr
+        assert max((weights[k] - seeded[k]).abs().max().item() for k in start) > 30 * lr
+
+    args = ["--config", str(short), "--data", str(data[0]), "--device", "cpu", "--init", str(init)]
+    assert main(args + ["--results", str(results), "--resume"]) == 2
+    assert "pass one of them" in capsys.readouterr().err
+    other = tiny_config(tmp_path, "other.yaml", **{"model.num_channels": 16})
+    assert main(["--config", str(other), "--data", str(data[0]), "--device", "cpu",
+                 "--results", str(tmp_path / "bad"), "--init", str(init)]) == 2
+    err = capsys.readouterr().err
+    assert "start.ckpt" in err and "does not match" in err
+
+
 def test_cmx_model_trains_separates_and_records_r(data, tmp_path):
     config = tiny_config(tmp_path, **{"training.num_steps": 2, "training.num_epochs": 1, "training.lr": 3e-3,
                                       "training.fast_valid_segments": 1, "training.fast_valid_seconds": 0.5})

@@ -20,6 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--results", required=True, help="output folder for checkpoints and the log")
     parser.add_argument("--resume", action="store_true", help="continue the run in --results exactly where it stopped")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda (torchrun: one GPU per process)")
+    parser.add_argument("--init", default=None, metavar="CKPT",
+                        help="start a new run from these weights (.ckpt or .safetensors), to fine-tune; "
+                             "optimizer, EMA, LR schedule and step count start afresh")
     return parser
 
 
@@ -36,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
     from .loop import train
 
     try:
-        train(args.config, args.data, args.results, valid=args.valid, resume=args.resume, device=args.device)
+        train(args.config, args.data, args.results, valid=args.valid, resume=args.resume, device=args.device,
+              init=args.init)
     except StemforgeError as exc:
         print(f"stemforge train: error: {exc}", file=sys.stderr)
         return 2

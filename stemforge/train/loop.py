@@ -22,7 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ..checkpoint import load_weights
+from ..checkpoint import load_weights, read_state_dict
 from ..engine import resolve_device
 from ..engine.allocator import keep_freed_memory
 from ..engine.precision import autocast, resolve_precision
@@ -48,17 +48,22 @@ def train(
     resume: bool = False,
     device: str = "auto",
     stop_after: int | None = None,
+    init: str | Path | None = None,
 ) -> MDX23C:
     """Train the model of ``config`` on ``data``; write checkpoints and the log to ``results``.
 
-    ``stop_after``: return after that many optimizer steps without saving (as if killed there).
-    Returns the trained model (raw weights, not EMA).
+    ``init``: weights to start a new run from (fine-tuning). ``stop_after``: return after that
+    many optimizer steps without saving (as if killed there). Returns the trained model (raw
+    weights, not EMA).
     """
+    if init is not None and resume:
+        raise StemforgeError("--init starts a new run from weights and --resume continues a run; pass one of them")
     setup = load_setup(config)
     keep_freed_memory()  # a CPU step re-faulted its activations on every forward and backward
     info, dev = distributed.init(resolve_device(device))
     try:
-        trainer = Trainer(setup, Path(data), valid and Path(valid), Path(results), dev, info, resume)
+        trainer = Trainer(setup, Path(data), valid and Path(valid), Path(results), dev, info, resume,
+                          init and Path(init))
         trainer.run(stop_after)
         return trainer.model
     finally:
@@ -83,7 +88,7 @@ class Trainer:
     """Holds the model, optimizer, scaler, scheduler, EMA, data and the step counter of one run."""
 
     def __init__(self, setup: TrainSetup, data: Path, valid: Path | None, results: Path,
-                 device: torch.device, info: distributed.Dist, resume: bool):
+                 device: torch.device, info: distributed.Dist, resume: bool, init: Path | None = None):
         self.setup, self.t, self.device, self.info = setup, setup.training, device, info
         self.files = RunFiles(results)
         self._prepare_results(resume)
@@ -97,6 +102,8 @@ class Trainer:
         )
         torch.manual_seed(t.seed)
         self.model = MDX23C.from_config(cfg).to(device)
+        if init is not None:  # before the EMA copies the model
+            load_weights(self.model, read_state_dict(init), init, setup.path)
         self.dtype = amp_dtype(t, device)
         forward = AmpForward(self.model, device, self.dtype)
         self.forward = DistributedDataParallel(forward) if info.world > 1 else forward
