@@ -83,7 +83,7 @@ class DrumKitSeparator:
 
         song, kit = self.song, self.kit
         reader = AudioReader(path, song.sample_rate, song.config.audio.num_channels)
-        mean, std = song._stats(path) if song.config.inference.normalize else (0.0, 1.0)
+        norm = song.file_normalization(path)
         first, second = _two_passes(progress)
         song_stream, kit_stream = song.stream(first, reader.frames_hint), kit.stream(second, reader.frames_hint)
         drums = song.stems.index("drums")
@@ -92,7 +92,7 @@ class DrumKitSeparator:
             """Song pieces -> their stems to write, followed by the kit pieces they finish."""
             out = []
             for _, estimate in pieces:
-                estimate = estimate.numpy() * std + mean
+                estimate = norm.undo(estimate.numpy())
                 out.append(dict(zip(song.stems, estimate)))
                 out += [dict(zip(kit.stems, k.numpy())) for _, k in kit_stream.push(estimate[drums])]
             return out
@@ -105,7 +105,7 @@ class DrumKitSeparator:
             writer.write({n: a for n, a in stems.items() if n in names})
 
         return write_streamed(reader, path, outdir, names, write,
-                              lambda block: kit_pieces(song_stream.push((block - mean) / std)), finish, encode)
+                              lambda block: kit_pieces(song_stream.push(norm.apply(block))), finish, encode)
 
 
 def _two_passes(progress: Progress | None) -> tuple[Progress | None, Progress | None]:

@@ -64,6 +64,25 @@ def resolve_model(name: str | None, checkpoint: str | Path | None, config: str |
     return load_model(ckpt, cfg, name=entry.name)
 
 
+@dataclass(frozen=True)
+class Normalization:
+    """``inference.normalize`` (MSST's): the network sees ``(x - mean) / std`` and its output is
+    mapped back. The default is the identity, which costs no pass over the audio."""
+
+    mean: float = 0.0
+    std: float = 1.0
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        return x if self.identity else (x - self.mean) / self.std
+
+    def undo(self, x: np.ndarray) -> np.ndarray:
+        return x if self.identity else x * self.std + self.mean
+
+    @property
+    def identity(self) -> bool:
+        return self.mean == 0.0 and self.std == 1.0
+
+
 class Separator:
     """Separates songs into stems with an MDX23C model.
 
@@ -184,16 +203,15 @@ class Separator:
 
     def separate_mix(self, mix: np.ndarray, progress: Progress | None = None) -> np.ndarray:
         """``mix: [channels, samples]`` at the model rate -> ``[stems, channels, samples]`` fp32."""
-        mean, std = 0.0, 1.0
-        if self.config.inference.normalize:
-            mean, std = float(mix.mean()), float(mix.std()) or 1.0
-            mix = (mix - mean) / std
+        norm = Normalization(float(mix.mean()), float(mix.std()) or 1.0) if self.config.inference.normalize \
+            else Normalization()
+        mix = norm.apply(mix)
         kwargs = dict(chunk=self.config.chunk_size, overlap=self.overlap, num_stems=len(self.stems), progress=progress)
         if self.window == "msst":  # MSST's result depends on its batch, so the lanes split that batch
             out = separate_msst(self.run, mix, batch_size=self.batch_size, **kwargs)
         else:
             out = separate_tensor(self.run, mix, device=self.device, batch_size=self.batch_size * self.lanes, **kwargs)
-        return out.numpy() * std + mean
+        return norm.undo(out.numpy())
 
     def separate_file(self, path: str | Path, outdir: str | Path, *, two_stems: str | None = None,
                       stems: list[str] | None = None, format: str = "wav", subtype: str = "PCM_16",
@@ -222,18 +240,14 @@ class Separator:
         from .audio.stream import AudioReader
 
         reader = AudioReader(path, self.sample_rate, self.config.audio.num_channels)
-        normalize = self.config.inference.normalize
-        mean, std = self._stats(path) if normalize else (0.0, 1.0)
+        norm = self.file_normalization(path)
         engine = self.stream(progress, reader.frames_hint)
 
         def encode(piece: tuple[torch.Tensor, torch.Tensor], writer) -> None:
-            mix, out = (t.numpy() for t in piece)
-            if normalize:
-                mix, out = mix * std + mean, out * std + mean
+            mix, out = (norm.undo(t.numpy()) for t in piece)
             writer.write(pick(dict(zip(self.stems, out)), mix))
 
-        return write_streamed(reader, path, outdir, names, write,
-                              lambda block: engine.push((block - mean) / std if normalize else block),
+        return write_streamed(reader, path, outdir, names, write, lambda block: engine.push(norm.apply(block)),
                               engine.finish, encode)
 
     def stream(self, progress: Progress | None = None, length_hint: int | None = None):
@@ -248,6 +262,11 @@ class Separator:
                                 num_stems=len(self.stems), channels=self.config.audio.num_channels,
                                 batch_size=self.batch_size * self.lanes, device=self.device, progress=progress,
                                 length_hint=length_hint)
+
+    def file_normalization(self, path: str | Path) -> Normalization:
+        """What the network's input and output go through for the file ``path``: with
+        ``inference.normalize``, its mean and standard deviation (a streamed pass); else nothing."""
+        return Normalization(*self._stats(path)) if self.config.inference.normalize else Normalization()
 
     def _stats(self, path: str | Path) -> tuple[float, float]:
         """Mean and standard deviation of the decoded file, streamed (for ``inference.normalize``)."""
