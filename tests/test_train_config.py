@@ -25,7 +25,13 @@ def test_tiny_config_values_reach_the_dataclasses(tmp_path):
     assert setup.model.stems == ("vocals", "bass", "drums", "other")
 
 
-@pytest.mark.parametrize("name", ["mdx23c_musdb18.yaml", "train_mdx23c_musdb18.yaml", "train_mdx23c_small.yaml"])
+def test_sdr_weights_are_read_as_floats(tmp_path):
+    setup = load_setup(_edit(tmp_path, "training", "sdr_weights", {"bass": 3, "other": "0.5"}))
+    assert setup.training.sdr_weights == {"bass": 3.0, "other": 0.5}
+
+
+@pytest.mark.parametrize("name", ["mdx23c_musdb18.yaml", "train_mdx23c_musdb18.yaml", "train_mdx23c_small.yaml",
+                                  "drums_finetune_kits.yaml", "drums_finetune_cymbals.yaml"])
 def test_repo_configs_load(name):
     setup = load_setup(REPO / "configs" / name)
     assert setup.training.batch_size >= 1
@@ -77,6 +83,10 @@ def test_unknown_key_names_the_closest_valid_one(tmp_path, section, key, hint):
     ("batch_size", 0, ">= 1"),
     ("scheduler", "linear", "ReduceLROnPlateau, cosine or constant"),
     ("lr_min", 1.0, "lr_min must be in"),
+    ("sdr_weights", {"cymbals": 2.0}, "'cymbals' is not a trained stem"),
+    ("sdr_weights", {"bass": -1}, "weight of 'bass' must be >= 0"),
+    ("sdr_weights", {"vocals": 0, "bass": 0, "drums": 0, "other": 0}, "at least one stem"),
+    ("sdr_weights", [1, 2], "sdr_weights' must be dict"),
 ])
 def test_bad_training_values_are_explained(tmp_path, key, value, match):
     with pytest.raises(StemforgeError, match=match):

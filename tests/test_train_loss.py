@@ -51,3 +51,16 @@ def test_terms_add_with_their_weights():
     ref, est = torch.randn(2, 4, 2, 800, generator=g), torch.randn(2, 4, 2, 800, generator=g)
     both = SeparationLoss(l1=2.0, sdr=0.5)(est, ref)
     assert both.item() == pytest.approx(2 * (est - ref).abs().mean().item() + 0.5 * negative_batch_sdr(est, ref).item(), rel=1e-5)
+
+
+def test_sdr_weights_weigh_each_stem():
+    g = torch.Generator().manual_seed(3)
+    ref = torch.randn(2, 3, 2, 800, generator=g)
+    est = ref + torch.randn(2, 3, 2, 800, generator=g) * torch.tensor([0.1, 0.5, 1.0]).view(1, 3, 1, 1)
+    per_stem = [negative_batch_sdr(est[:, [k]], ref[:, [k]], floor_db=-200).item() for k in range(3)]
+    weights = torch.tensor([1.0, 0.0, 3.0])
+    weighted = negative_batch_sdr(est, ref, floor_db=-200, weights=weights).item()
+    assert weighted == pytest.approx((per_stem[0] + 3 * per_stem[2]) / 4, rel=1e-5)
+    assert negative_batch_sdr(est, ref, floor_db=-200).item() == pytest.approx(sum(per_stem) / 3, rel=1e-5)
+    loss = SeparationLoss(l1=0.0, sdr=1.0, sdr_weights=(1.0, 0.0, 3.0))
+    assert loss(est, ref).item() == pytest.approx(negative_batch_sdr(est, ref, weights=weights).item(), rel=1e-5)

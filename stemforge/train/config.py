@@ -71,6 +71,7 @@ class TrainingConfig:
     loss_l1: float = 1.0
     loss_stft: float = 0.0
     loss_sdr: float = 0.0
+    sdr_weights: dict[str, float] = field(default_factory=dict)  # stem -> weight in loss_sdr; others 1
     stft_resolutions: tuple[tuple[int, int], ...] = ((2048, 512), (1024, 256), (512, 128))
     num_workers: int = 2
     save_every: int = 0
@@ -178,6 +179,12 @@ def _check_training(t: TrainingConfig, where: str) -> TrainingConfig:
     _check(0 <= t.ema_momentum < 1, f"training.ema_momentum must be in [0, 1), got {t.ema_momentum}", where)
     _check(min(t.loss_l1, t.loss_stft, t.loss_sdr) >= 0 and t.loss_l1 + t.loss_stft + t.loss_sdr > 0,
            "training.loss_l1, loss_stft and loss_sdr must be >= 0 and not all 0", where)
+    stems = (t.target_instrument,) if t.target_instrument else t.instruments
+    for stem, weight in t.sdr_weights.items():
+        _check(stem in stems, f"training.sdr_weights: '{stem}' is not a trained stem ({', '.join(stems)})", where)
+        _check(weight >= 0, f"training.sdr_weights: the weight of '{stem}' must be >= 0, got {weight}", where)
+    _check(not stems or any(t.sdr_weights.get(s, 1.0) > 0 for s in stems),
+           "training.sdr_weights: at least one stem needs a weight > 0", where)
     return t
 
 
@@ -216,6 +223,10 @@ def _coerce(value: Any, hint: Any, key: str, where: str) -> Any:
     args = [a for a in typing.get_args(hint) if a is not type(None)]
     base = typing.get_origin(hint)
     try:
+        if base is dict:
+            if not isinstance(value, dict):
+                raise TypeError
+            return {_coerce(k, args[0], key, where): _coerce(v, args[1], key, where) for k, v in value.items()}
         if base is tuple:
             inner = args[0]
             return tuple(_coerce(v, inner, key, where) for v in value)

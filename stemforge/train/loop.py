@@ -114,7 +114,9 @@ class Trainer:
         if t.scheduler == "ReduceLROnPlateau":
             self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
                 self.optimizer, mode="max", factor=t.reduce_factor, patience=t.patience)
-        self.loss_fn = SeparationLoss(t.loss_l1, t.loss_stft, t.stft_resolutions, sdr=t.loss_sdr).to(device)
+        sdr_weights = tuple(t.sdr_weights.get(s, 1.0) for s in self.targets) if t.sdr_weights else None
+        self.loss_fn = SeparationLoss(t.loss_l1, t.loss_stft, t.stft_resolutions, sdr=t.loss_sdr,
+                                      sdr_weights=sdr_weights).to(device)
         self.log = JsonlLog(self.files.log)
         self.step, self.best = 0, -math.inf
         if resume:

@@ -34,8 +34,10 @@ def _magnitude(x: torch.Tensor, n_fft: int, hop: int, window: torch.Tensor) -> t
     return z.abs().clamp_min(1e-7)
 
 
-def negative_batch_sdr(est: torch.Tensor, ref: torch.Tensor, floor_db: float = -30.0) -> torch.Tensor:
-    """Minus the SDR (dB) of each stem over the whole batch, averaged over stems.
+def negative_batch_sdr(est: torch.Tensor, ref: torch.Tensor, floor_db: float = -30.0,
+                       weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Minus the SDR (dB) of each stem over the whole batch, averaged over stems (weighted by
+    ``weights: [stems]`` when given).
 
     ``est, ref: [B, stems, C, S]``. Each stem's error energy is divided by its own reference
     energy, so a quiet stem (a hi-hat) weighs as much as a loud one, and a sparse target is not
@@ -47,17 +49,25 @@ def negative_batch_sdr(est: torch.Tensor, ref: torch.Tensor, floor_db: float = -
     error = (est - ref).square().sum(dims)
     energy = ref.square().sum(dims)
     floor = (10 ** (floor_db / 10)) * energy.mean().detach() + 1e-12
-    return 10 * (torch.log10(error + floor) - torch.log10(energy + floor)).mean()
+    per_stem = 10 * (torch.log10(error + floor) - torch.log10(energy + floor))
+    if weights is None:
+        return per_stem.mean()
+    return (per_stem * weights).sum() / weights.sum()
 
 
 class SeparationLoss(nn.Module):
-    """``l1 * mean|est - ref| + stft * MRSTFT(est, ref) + sdr * negative_batch_sdr`` for ``est, ref: [B, stems, C, S]``."""
+    """``l1 * mean|est - ref| + stft * MRSTFT(est, ref) + sdr * negative_batch_sdr`` for ``est, ref: [B, stems, C, S]``.
+
+    ``sdr_weights``: one weight per stem for the batch-SDR term (None: all equal).
+    """
 
     def __init__(self, l1: float = 1.0, stft: float = 0.0, resolutions: tuple[tuple[int, int], ...] = (),
-                 sdr: float = 0.0):
+                 sdr: float = 0.0, sdr_weights: tuple[float, ...] | None = None):
         super().__init__()
         self.l1, self.stft, self.sdr = l1, stft, sdr
         self.mrstft = MultiResolutionSTFTLoss(resolutions) if stft > 0 else None
+        weights = None if sdr_weights is None else torch.tensor(sdr_weights, dtype=torch.float32)
+        self.register_buffer("sdr_weights", weights, persistent=False)
 
     def forward(self, est: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
         loss = est.new_zeros(())
@@ -66,5 +76,5 @@ class SeparationLoss(nn.Module):
         if self.mrstft is not None:
             loss = loss + self.stft * self.mrstft(est, ref)
         if self.sdr > 0:
-            loss = loss + self.sdr * negative_batch_sdr(est, ref)
+            loss = loss + self.sdr * negative_batch_sdr(est, ref, weights=self.sdr_weights)
         return loss
