@@ -31,7 +31,7 @@ def test_sdr_weights_are_read_as_floats(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["mdx23c_musdb18.yaml", "train_mdx23c_musdb18.yaml", "train_mdx23c_small.yaml",
-                                  "drums_finetune_kits.yaml", "drums_finetune_cymbals.yaml"])
+                                  "drums_finetune_kits.yaml", "drums_finetune_balance.yaml"])
 def test_repo_configs_load(name):
     setup = load_setup(REPO / "configs" / name)
     assert setup.training.batch_size >= 1
