@@ -127,12 +127,12 @@ def test_init_fine_tunes_from_given_weights_in_a_new_run(data, tmp_path, capsys)
     init = tmp_path / "start.ckpt"
     torch.save(start, init)
     results = tmp_path / "tuned"
-    assert main(["--config", str(short), "--data", str(data[0]), "--results", str(results), "--device", "cpu",
-                 "--init", str(init)]) == 0
+    assert main(["--config", str(short), "--data", str(data[0]), "--valid", str(data[1]), "--results", str(results),
+                 "--device", "cpu", "--init", str(init)]) == 0
     state = torch.load(results / "resume.pt", weights_only=True)
     assert state["step"] == 2  # a new run: its own step count
     lr = load_setup(short).training.lr
-    seeded = train(short, data[0], tmp_path / "fresh", device="cpu", stop_after=1).state_dict()
+    seeded = train(short, data[0], tmp_path / "fresh", valid=data[1], device="cpu", stop_after=1).state_dict()
     for weights in (state["model"], _weights(results / "last.ckpt")):  # raw and EMA
         # two AdamW steps move a weight by about lr each: the run went on from `init`
         assert max((weights[k] - start[k]).abs().max().item() for k in start) <= 3 * lr
