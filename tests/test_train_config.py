@@ -25,9 +25,14 @@ def test_tiny_config_values_reach_the_dataclasses(tmp_path):
     assert setup.model.stems == ("vocals", "bass", "drums", "other")
 
 
-def test_sdr_weights_are_read_as_floats(tmp_path):
-    setup = load_setup(_edit(tmp_path, "training", "sdr_weights", {"bass": 3, "other": "0.5"}))
-    assert setup.training.sdr_weights == {"bass": 3.0, "other": 0.5}
+def test_sdr_weights_are_read_as_floats_and_need_the_sdr_term(tmp_path):
+    path = _edit(tmp_path, "training", "sdr_weights", {"bass": 3, "other": "0.5"})
+    with pytest.raises(StemforgeError, match="set training.loss_sdr > 0"):
+        load_setup(path)
+    data = yaml.safe_load(path.read_text())
+    data["training"]["loss_sdr"] = 1.0
+    path.write_text(yaml.safe_dump(data))
+    assert load_setup(path).training.sdr_weights == {"bass": 3.0, "other": 0.5}
 
 
 @pytest.mark.parametrize("name", ["mdx23c_musdb18.yaml", "train_mdx23c_musdb18.yaml", "train_mdx23c_small.yaml",

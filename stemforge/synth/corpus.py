@@ -143,7 +143,8 @@ def _meta(score: Score, seed: int, index: int, soundfont: Path, gain: float, cha
         "parts": [{"name": p.name, "stem": p.stem, "bank": p.bank, "program": p.program,
                    "notes": len(p.notes), **({"singer": p.singer} if p.singer else {})}
                   for p in score.parts],
-        "soundfont": soundfont.name, "drum_soundfont": _drum_soundfont(score, soundfont).name, "common_gain": round(gain, 6), "mix": channel_meta(channels),
+        "soundfont": soundfont.name, "drum_soundfont": _drum_soundfont(score, soundfont).name,
+        "common_gain": round(gain, 6), "mix": channel_meta(channels),
     }
 
 

@@ -35,7 +35,7 @@ VOICE_NOTES = {  # GM percussion key choices for each voice
 }
 AVL_NOTES = {  # x42's AVLDrums kits (Debian: avldrums.lv2-soundfont), read from their sample names:
     # GM keys, but one rack tom (45 centre, 47 edge) and one floor tom (41, 43), no china (52 is
-    # a ride choke, 60 a gong-like Paiste: a second crash stands in)
+    # a ride choke, 60 an unnamed 22" Paiste: a second crash stands in)
     **VOICE_NOTES,
     "kick": (36,), "tom_hi": (45,), "tom_mid": (47,), "tom_lo": (41, 43), "china": (57,),
 }

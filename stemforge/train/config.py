@@ -185,6 +185,8 @@ def _check_training(t: TrainingConfig, where: str) -> TrainingConfig:
         _check(weight >= 0, f"training.sdr_weights: the weight of '{stem}' must be >= 0, got {weight}", where)
     _check(not stems or any(t.sdr_weights.get(s, 1.0) > 0 for s in stems),
            "training.sdr_weights: at least one stem needs a weight > 0", where)
+    _check(not t.sdr_weights or t.loss_sdr > 0,
+           "training.sdr_weights weigh the batch-SDR term, which is off: set training.loss_sdr > 0", where)
     return t
 
 
