@@ -120,7 +120,7 @@ needs_kits = pytest.mark.skipif(not all(k.is_file() for k in KITS),
 
 @needs_tools
 @needs_kits
-def test_kit_soundfonts_change_only_the_drums():
+def test_kit_soundfonts_change_the_drums_not_the_music():
     from stemforge.errors import StemforgeError
     from stemforge.synth import generate_song
 
