@@ -109,3 +109,13 @@ def test_cmx_reduction_out_of_range_is_refused(tmp_path):
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(StemforgeError, match="cmx_reduction must be an integer in 1..4"):
         load_setup(path)
+
+
+@pytest.mark.parametrize("name", ["drums_finetune_kits.yaml", "drums_finetune_balance.yaml"])
+def test_fine_tuning_configs_build_the_shipped_drums_network(name):
+    """Their weights ship with stemforge/configs/drums.yaml, so the copies may differ only in training."""
+    from stemforge.config import load_config
+
+    shipped, tuned = load_config(REPO / "stemforge" / "configs" / "drums.yaml"), load_config(REPO / "configs" / name)
+    for part in ("audio", "model", "instruments", "target_instrument", "inference"):
+        assert getattr(tuned, part) == getattr(shipped, part), part
