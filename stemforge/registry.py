@@ -1,8 +1,9 @@
 """Named pretrained models, and a resumable, checksum-verified downloader.
 
 The registry lives in ``registry.json`` next to this file: a list of models, each
-either downloadable (``url`` set) or shipped in the wheel (``weights`` set, a path
-relative to the package). Downloads go to :func:`cache_dir` and are only moved into
+either downloadable (``url`` set), shipped in the wheel (``weights`` set, a path
+relative to the package) or a bag of other entries (``members`` set: each stem is a
+weighted mean of the members' estimates, see :class:`stemforge.models.StemBag`). Downloads go to :func:`cache_dir` and are only moved into
 place once their sha256 (and size, when known) match the registry.
 """
 from __future__ import annotations
@@ -39,12 +40,20 @@ _NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]*")
 
 
 @dataclass(frozen=True)
+class BagMember:
+    """One network of a bag: a registry name and its weight per stem (stems left out weigh 0)."""
+
+    model: str
+    weights: dict[str, float]
+
+
+@dataclass(frozen=True)
 class ModelEntry:
     """One named model of the registry (see ``registry.json``)."""
 
     name: str
     architecture: str
-    config: str  # URL of the YAML, or a path relative to the package
+    config: str | None  # URL of the YAML, or a path relative to the package; None for a bag
     url: str | None  # checkpoint URL; None for models shipped in the wheel
     weights: str | None  # path relative to the package for shipped models
     sha256: str | None
@@ -55,16 +64,21 @@ class ModelEntry:
     sample_rate: int
     config_sha256: str | None = None
     provenance: str = ""
+    members: tuple[BagMember, ...] = ()  # a bag: its networks; url, weights and config are None
 
     @property
     def shipped(self) -> bool:
-        """True when the weights are part of the installed package."""
-        return self.url is None
+        """True when the weights are part of the installed package (a bag: see :func:`bag_members`)."""
+        return self.weights is not None
+
+    @property
+    def is_bag(self) -> bool:
+        return bool(self.members)
 
 
 _REQUIRED = ("name", "architecture", "config", "url", "weights", "sha256", "size",
              "licence", "stems", "description", "sample_rate")
-_OPTIONAL = ("config_sha256", "provenance")
+_OPTIONAL = ("config_sha256", "provenance", "members")
 
 
 # ---------------------------------------------------------------------------
@@ -97,6 +111,8 @@ def _load_registry_cached(path: Path) -> dict[str, ModelEntry]:
         if entry.name in registry:
             raise StemforgeError(f"{path}: model #{index}: duplicate name {entry.name!r}.")
         registry[entry.name] = entry
+    for entry in registry.values():
+        _check_bag(entry, registry, f"{path}: model {entry.name!r}")
     return registry
 
 
@@ -117,17 +133,24 @@ def _parse_entry(raw: tp.Any, where: str) -> ModelEntry:
         return StemforgeError(f"{where}: field {field!r} must be {expected}, "
                               f"got {raw.get(field)!r}.")
 
-    for field in ("name", "architecture", "config", "licence", "description"):
+    members = _parse_members(raw.get("members"), where) if "members" in raw else ()
+    for field in ("name", "architecture", "licence", "description") + (() if members else ("config",)):
         if not isinstance(raw[field], str) or not raw[field].strip():
             raise bad(field, "a non-empty string")
     if not _NAME_RE.fullmatch(raw["name"]):
         raise bad("name", "lowercase letters, digits, '.', '_' or '-'")
+    if members:
+        for field in ("url", "weights", "config", "sha256", "size", "config_sha256"):
+            if raw.get(field) is not None:
+                raise bad(field, "null in a bag (its members hold the files)")
+        if raw["architecture"] != "bag":
+            raise bad("architecture", "'bag' for an entry with members")
     for field in ("url", "weights"):
         if raw[field] is not None and (not isinstance(raw[field], str) or not raw[field]):
             raise bad(field, "a non-empty string or null")
-    if (raw["url"] is None) == (raw["weights"] is None):
+    if not members and (raw["url"] is None) == (raw["weights"] is None):
         raise StemforgeError(f"{where}: exactly one of fields 'url' (download) and "
-                             "'weights' (shipped file) must be set.")
+                             "'weights' (shipped file) must be set, or 'members' for a bag.")
     if raw["url"] is not None and not _is_url(raw["url"]):
         raise bad("url", "an http(s) URL")
     for field in ("sha256", "config_sha256"):
@@ -149,7 +172,57 @@ def _parse_entry(raw: tp.Any, where: str) -> ModelEntry:
         raise bad("provenance", "a string")
     values = {f.name: raw.get(f.name, f.default) for f in fields(ModelEntry)}
     values["stems"] = tuple(stems)
+    values["members"] = members
     return ModelEntry(**values)
+
+
+def _parse_members(raw: tp.Any, where: str) -> tuple[BagMember, ...]:
+    """``[{"model": NAME, "weights": {stem: weight}}, ...]`` -> members (cross-checked in :func:`_check_bag`)."""
+    if not isinstance(raw, list) or not raw:
+        raise StemforgeError(f"{where}: field 'members' must be a non-empty list of "
+                             '{"model": NAME, "weights": {STEM: WEIGHT}}, got ' f"{raw!r}.")
+    members = []
+    for i, item in enumerate(raw):
+        weights = item.get("weights") if isinstance(item, dict) else None
+        if (not isinstance(item, dict) or set(item) != {"model", "weights"} or not isinstance(item["model"], str)
+                or not isinstance(weights, dict) or not weights
+                or not all(isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0
+                           for w in weights.values())):
+            raise StemforgeError(f"{where}: field 'members' item {i} must be "
+                                 '{"model": NAME, "weights": {STEM: WEIGHT >= 0}}, ' f"got {item!r}.")
+        members.append(BagMember(item["model"], {str(k): float(v) for k, v in weights.items()}))
+    return tuple(members)
+
+
+def _check_bag(entry: ModelEntry, registry: dict[str, ModelEntry], where: str) -> None:
+    """A bag's members are registered networks with the bag's stems, and every stem has a weight > 0."""
+    for member in entry.members:
+        other = registry.get(member.model)
+        if other is None:
+            raise StemforgeError(f"{where}: field 'members' names {member.model!r}, which is not in the registry.")
+        if other.is_bag:
+            raise StemforgeError(f"{where}: field 'members' names {member.model!r}, which is a bag itself.")
+        if other.stems != entry.stems:
+            raise StemforgeError(f"{where}: field 'members': {member.model!r} outputs {', '.join(other.stems)}, "
+                                 f"not the bag's stems {', '.join(entry.stems)} in that order.")
+        unknown = sorted(set(member.weights) - set(entry.stems))
+        if unknown:
+            raise StemforgeError(f"{where}: field 'members': {member.model!r} weighs unknown stem(s) "
+                                 f"{', '.join(unknown)}.")
+    silent = [s for s in entry.stems if not any(m.weights.get(s, 0.0) > 0 for m in entry.members)]
+    if entry.members and silent:
+        raise StemforgeError(f"{where}: field 'members': no member has a weight > 0 for {', '.join(silent)}.")
+
+
+def bag_members(entry: ModelEntry) -> list[ModelEntry]:
+    """The registry entries of a bag's networks (``[entry]`` for a single network)."""
+    return [get_model(m.model) for m in entry.members] if entry.is_bag else [entry]
+
+
+def bag_weights(entry: ModelEntry) -> list[list[float]]:
+    """``[members, stems]``: each member's weight for each of the bag's stems (``[[1, ...]]`` for a network)."""
+    members = entry.members or (BagMember(entry.name, {s: 1.0 for s in entry.stems}),)
+    return [[m.weights.get(s, 0.0) for s in entry.stems] for m in members]
 
 
 def get_model(name: str) -> ModelEntry:
@@ -206,7 +279,9 @@ def config_path(entry: ModelEntry) -> Path:
 
 
 def is_cached(entry: ModelEntry) -> bool:
-    """True when both files of ``entry`` are on disk (not re-hashed: this is for listing)."""
+    """True when both files of ``entry`` (of every member of a bag) are on disk (not re-hashed: for listing)."""
+    if entry.is_bag:
+        return all(map(is_cached, bag_members(entry)))
     return checkpoint_path(entry).is_file() and config_path(entry).is_file()
 
 
@@ -377,6 +452,9 @@ def fetch_model(name: str, *, allow_unverified: bool = False,
     but its computed sha256 is printed.
     """
     entry = get_model(name)
+    if entry.is_bag:
+        raise StemforgeError(f"model {name!r} is a bag of {', '.join(m.model for m in entry.members)}: "
+                             "fetch each member (registry.bag_members), or load it with stemforge.Separator.")
     if entry.url is None:
         checkpoint = checkpoint_path(entry)
         if not checkpoint.is_file():
@@ -401,8 +479,10 @@ def format_table(entries: tp.Iterable[ModelEntry]) -> str:
     header = ("NAME", "ARCH", "STEMS", "SIZE MB", "LICENCE", "CACHED")
     rows = [header]
     for entry in entries:
-        size = f"{entry.size / 1e6:.0f}" if entry.size is not None else "?"
-        cached = "shipped" if entry.shipped else ("yes" if is_cached(entry) else "no")
+        networks = bag_members(entry)
+        sizes = [n.size for n in networks]
+        size = f"{sum(sizes) / 1e6:.0f}" if None not in sizes else "?"
+        cached = "shipped" if all(n.shipped for n in networks) else ("yes" if is_cached(entry) else "no")
         rows.append((entry.name, entry.architecture, ",".join(entry.stems), size,
                      entry.licence, cached))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]

@@ -19,7 +19,7 @@ from .engine.batching import auto_batch_size, batch_cap
 from .engine.lanes import Lanes, resolve_lanes
 from .engine.msst import separate_msst
 from .errors import StemforgeError
-from .models import MDX23C
+from .models import MDX23C, StemBag
 
 Progress = Callable[[int, int], None]
 WINDOWS = ("hann", "msst")
@@ -27,11 +27,11 @@ WINDOWS = ("hann", "msst")
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A network with its config and the name used for output folders."""
+    """A network (or a bag of networks sharing one config) with its config and the name used for output folders."""
 
     name: str
     config: ModelConfig
-    model: MDX23C
+    model: MDX23C | StemBag
 
 
 def load_model(checkpoint: str | Path, config: str | Path, name: str | None = None) -> LoadedModel:
@@ -60,8 +60,24 @@ def resolve_model(name: str | None, checkpoint: str | Path | None, config: str |
             "--checkpoint CKPT --config YAML (an MSST MDX23C checkpoint), or -n NAME (see `stemforge models`)"
         )
     entry = registry.get_model(name or "default")
+    if entry.is_bag:
+        members = [load_model(*registry.fetch_model(m.name, allow_unverified=allow_unverified), name=m.name)
+                   for m in registry.bag_members(entry)]
+        return load_bag(entry.name, members, registry.bag_weights(entry))
     ckpt, cfg = registry.fetch_model(entry.name, allow_unverified=allow_unverified)
     return load_model(ckpt, cfg, name=entry.name)
+
+
+def load_bag(name: str, members: list[LoadedModel], weights: list[list[float]]) -> LoadedModel:
+    """One :class:`StemBag` of ``members``, which must share their config's audio and inference
+    sections and stems (the bag separates with that config); ``weights: [members, stems]``."""
+    config = members[0].config
+    for member in members[1:]:
+        for what in ("audio", "inference", "stems"):
+            if getattr(member.config, what) != getattr(config, what):
+                raise StemforgeError(f"bag '{name}': '{member.name}' has another {what} than '{members[0].name}' "
+                                     f"({member.config.path} vs {config.path}); members must separate alike")
+    return LoadedModel(name, config, StemBag([m.model for m in members], weights).eval())
 
 
 @dataclass(frozen=True)

@@ -32,9 +32,11 @@ class InverseSTFT:
 
     @classmethod
     def for_model(cls, model: torch.nn.Module):
-        """The fast inverse for an MDX23C, else the model's own ``istft``."""
-        from ..models import MDX23C
+        """The fast inverse for an MDX23C (or a bag of them), else the model's own ``istft``."""
+        from ..models import MDX23C, StemBag
 
+        if isinstance(model, StemBag):
+            model = model.members[0]  # the bag's iSTFT is its first member's
         if isinstance(model, MDX23C) and model.n_fft % model.hop_length == 0:
             return cls(model.n_fft, model.hop_length, model.window)
         return model.istft

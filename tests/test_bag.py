@@ -1,0 +1,101 @@
+"""Bags of networks (Demucs's per-stem weighted bags): each stem is the weighted mean of the members'."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stemforge import registry
+from stemforge.errors import StemforgeError
+from stemforge.registry import BagMember, ModelEntry
+from stemforge.separator import Separator, load_bag, load_model, random_checkpoint
+
+CONFIG = Path(registry.PACKAGE_DIR) / "configs" / "default.yaml"
+STEMS = ("vocals", "bass", "drums", "other")
+
+
+@pytest.fixture(scope="module")
+def members(tmp_path_factory) -> list[Path]:
+    """Two random-weight checkpoints of the shipped default network."""
+    folder = tmp_path_factory.mktemp("bag")
+    return [random_checkpoint(CONFIG, folder / f"m{seed}.safetensors", seed=seed) for seed in (1, 2)]
+
+
+@pytest.fixture(scope="module")
+def mix() -> np.ndarray:
+    return 0.1 * np.random.default_rng(0).standard_normal((2, 150_000)).astype(np.float32)
+
+
+def _entry(name: str, **kw) -> ModelEntry:
+    values = dict(name=name, architecture="mdx23c", config=str(CONFIG), url=None, weights=None, sha256=None,
+                  size=1000, licence="test", stems=STEMS, description="test", sample_rate=44100)
+    values.update(kw)
+    return ModelEntry(**values)
+
+
+def test_a_registered_bag_mixes_its_members_estimates_per_stem(members, mix, monkeypatch):
+    """vocals and drums from member a, bass from b, other the mean of both: as separating with each."""
+    entries = {"a": _entry("a", weights=str(members[0])), "b": _entry("b", weights=str(members[1])),
+               "ab": _entry("ab", architecture="bag", config=None, size=None,
+                            members=(BagMember("a", {"vocals": 1, "drums": 2, "other": 1}),
+                                     BagMember("b", {"bass": 3, "other": 1})))}
+    monkeypatch.setattr(registry, "load_registry", lambda path=None: entries)
+    bag = Separator("ab", batch_size=2).separate(mix)
+    a, b = (Separator(name, batch_size=2).separate(mix) for name in ("a", "b"))
+    expected = {"vocals": a["vocals"], "bass": b["bass"], "drums": a["drums"], "other": (a["other"] + b["other"]) / 2}
+    for stem in STEMS:
+        np.testing.assert_allclose(bag[stem], expected[stem], atol=2e-5, err_msg=stem)
+        assert np.abs(bag[stem]).max() > 1e-3  # random networks: not silent, so the check has teeth
+    row = registry.format_table([entries["ab"]]).splitlines()[1].split()
+    assert row[:2] == ["ab", "bag"] and row[3] == "0" and row[-1] == "shipped"  # 2 x 1000 bytes, both in the package
+    with pytest.raises(StemforgeError, match="bag of a, b"):
+        registry.fetch_model("ab")
+
+
+def test_bag_members_must_separate_alike(members, tmp_path):
+    other = tmp_path / "other.yaml"
+    other.write_text(CONFIG.read_text().replace("num_overlap: 2", "num_overlap: 4"))
+    with pytest.raises(StemforgeError, match="another inference"):
+        load_bag("x", [load_model(members[0], CONFIG), load_model(members[1], other)], [[1] * 4, [1] * 4])
+    with pytest.raises(StemforgeError, match="positive weight for every stem"):
+        load_bag("x", [load_model(m, CONFIG) for m in members], [[1, 1, 1, 0], [1, 1, 1, 0]])
+
+
+def _registry(tmp_path, bag: dict) -> Path:
+    network = {"name": "net", "architecture": "mdx23c", "config": "configs/net.yaml", "url": None,
+               "weights": "weights/net.safetensors", "sha256": "a" * 64, "size": 10, "licence": "MIT",
+               "stems": ["a", "b"], "description": "test", "sample_rate": 44100}
+    item = {"name": "bag", "architecture": "bag", "config": None, "url": None, "weights": None, "sha256": None,
+            "size": None, "licence": "MIT", "stems": ["a", "b"], "description": "test", "sample_rate": 44100,
+            "members": [{"model": "net", "weights": {"a": 1, "b": 1}}]}
+    item.update(bag)
+    path = tmp_path / "registry.json"
+    path.write_text(json.dumps([network, {**network, "name": "bag2", "architecture": "bag", "config": None,
+                                          "weights": None, "sha256": None, "size": None,
+                                          "members": [{"model": "net", "weights": {"a": 1, "b": 1}}]}, item]))
+    return path
+
+
+def test_registry_reads_a_bag(tmp_path):
+    entry = registry.load_registry(_registry(tmp_path, {}))["bag"]
+    assert entry.is_bag and not entry.shipped and entry.members == (BagMember("net", {"a": 1.0, "b": 1.0}),)
+    assert registry.bag_weights(entry) == [[1.0, 1.0]]
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"members": [{"model": "nope", "weights": {"a": 1, "b": 1}}]}, "'nope', which is not in the registry"),
+    ({"members": [{"model": "bag2", "weights": {"a": 1, "b": 1}}]}, "which is a bag itself"),
+    ({"members": [{"model": "net", "weights": {"a": 1}}]}, "no member has a weight > 0 for b"),
+    ({"members": [{"model": "net", "weights": {"a": 1, "b": 1, "c": 1}}]}, "unknown stem"),
+    ({"members": [{"model": "net", "weights": {"a": -1, "b": 1}}]}, "WEIGHT >= 0"),
+    ({"members": []}, "non-empty list"),
+    ({"stems": ["b", "a"]}, "not the bag's stems"),
+    ({"weights": "weights/x.safetensors"}, "'weights' must be null in a bag"),
+    ({"architecture": "mdx23c"}, "'architecture' must be 'bag'"),
+])
+def test_bad_bags_name_the_problem(tmp_path, change, message):
+    with pytest.raises(StemforgeError, match=message):
+        registry.load_registry(_registry(tmp_path, change))
