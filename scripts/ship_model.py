@@ -4,10 +4,15 @@ Writes ``stemforge/weights/NAME.safetensors`` (fp32: the run's ``best.ckpt`` or 
 weights, or ``raw``: the optimizer's own weights at the last save, from ``resume.pt``; ``auto``:
 whichever of ``last`` and ``raw`` scores the higher mean SDR on the whole ``--valid`` songs) and
 records its sha256 and size in ``stemforge/registry.json``, whose entry NAME points at the packaged
-config ``stemforge/configs/NAME.yaml``. See MODELS.md.
+config (``--config``, default ``stemforge/configs/NAME.yaml``). ``--score-stems`` limits the ``auto``
+score to the stems a specialist is shipped for. With ``--members`` it writes a bag instead
+(:class:`stemforge.models.StemBag`): registered networks, each contributing the stems listed after
+it; with ``--valid`` every member and the bag are scored first. See MODELS.md.
 
     python scripts/ship_model.py --run runs/default --name default --weights auto --valid corpus/valid \
         --description "4-stem MDX23C trained on the synthetic corpus"
+    python scripts/ship_model.py --name drums --members drums-base=kick,snare,hihat \
+        drums-toms-cymbals=toms,cymbals --valid corpus/drums_valid --description "..."
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from stemforge.audio import atomic_write
 from stemforge.checkpoint import load_weights, read_state_dict
 from stemforge.config import load_config
 from stemforge.models import MDX23C
-from stemforge.registry import REGISTRY_PATH, sha256sum
+from stemforge.registry import REGISTRY_PATH, load_registry, sha256sum
 from stemforge.train.checkpointing import load_resume
 
 PACKAGE = REGISTRY_PATH.parent
@@ -30,20 +35,32 @@ PACKAGE = REGISTRY_PATH.parent
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--run", type=Path, required=True, help="training results folder (holds best.ckpt)")
-    p.add_argument("--name", required=True, help="registry name; the config is stemforge/configs/NAME.yaml")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run", type=Path, help="training results folder (holds best.ckpt)")
+    source.add_argument("--members", nargs="+", metavar="MODEL=STEM,STEM",
+                        help="ship a bag of registered networks, each giving the stems listed after it")
+    p.add_argument("--name", required=True, help="registry name")
+    p.add_argument("--config", type=Path, help="packaged YAML of the network (default stemforge/configs/NAME.yaml)")
+    p.add_argument("--score-stems", help="comma-separated stems that --weights auto scores (default: all)")
     p.add_argument("--weights", default="best", choices=("best", "last", "raw", "auto"),
                    help="best.ckpt, last.ckpt (EMA weights), raw (the non-averaged weights in resume.pt), or "
                         "auto: the better of last and raw on the --valid songs")
     p.add_argument("--valid", type=Path, help="validation songs (MUSDB layout) for --weights auto")
     p.add_argument("--description", required=True)
     args = p.parse_args()
+    if args.members:
+        return ship_bag(args.name, args.members, args.valid, args.description)
     if args.weights == "auto" and args.valid is None:
         p.error("--weights auto needs --valid DIR")
 
-    config = PACKAGE / "configs" / f"{args.name}.yaml"
+    config = (args.config or PACKAGE / "configs" / f"{args.name}.yaml").resolve()
+    if config.parent != PACKAGE / "configs":
+        p.error(f"--config must be a YAML in {PACKAGE / 'configs'} (it ships with the weights)")
     cfg = load_config(config)
-    choice = pick_weights(args.run, cfg, config, args.valid) if args.weights == "auto" else args.weights
+    scored = tuple(args.score_stems.split(",")) if args.score_stems else cfg.stems
+    if set(scored) - set(cfg.stems):
+        p.error(f"--score-stems: the model outputs {', '.join(cfg.stems)}")
+    choice = pick_weights(args.run, cfg, config, args.valid, scored) if args.weights == "auto" else args.weights
     source, state = read_weights(args.run, choice)
     load_weights(MDX23C.from_config(cfg), state, source, config)  # ships only what loads, strict
     weights = PACKAGE / "weights" / f"{args.name}.safetensors"
@@ -57,14 +74,22 @@ def main() -> None:
         "weights": f"weights/{weights.name}", "config": f"configs/{config.name}",
         "config_sha256": sha256sum(config), "provenance": "Trained by stemforge; recipe in MODELS.md.",
     }
+    write_entry(entry)
+    print(f"wrote {weights} ({entry['size'] / 1e6:.1f} MB, sha256 {entry['sha256'][:12]}...) and {REGISTRY_PATH}")
+
+
+def write_entry(entry: dict) -> None:
+    """Replace the registry entry of the same name, or put ``entry`` first; the registry is validated
+    (bags cross-checked) before it is written."""
     registry = json.loads(REGISTRY_PATH.read_text())
     names = [e["name"] for e in registry]
-    if args.name in names:
-        registry[names.index(args.name)] = entry
+    if entry["name"] in names:
+        registry[names.index(entry["name"])] = entry
     else:
         registry.insert(0, entry)
-    REGISTRY_PATH.write_text(json.dumps(registry, indent=2) + "\n")
-    print(f"wrote {weights} ({entry['size'] / 1e6:.1f} MB, sha256 {entry['sha256'][:12]}...) and {REGISTRY_PATH}")
+    with atomic_write(REGISTRY_PATH) as tmp:
+        tmp.write_text(json.dumps(registry, indent=2) + "\n")
+        load_registry(tmp)
 
 
 def read_weights(run: Path, which: str) -> tuple[Path, dict]:
@@ -73,11 +98,25 @@ def read_weights(run: Path, which: str) -> tuple[Path, dict]:
     return source, load_resume(source)["model"] if which == "raw" else read_state_dict(source)
 
 
-def pick_weights(run: Path, cfg, config: Path, valid: Path) -> str:
-    """``last`` (EMA) or ``raw``: the higher mean global SDR on the whole songs in ``valid``.
+def pick_weights(run: Path, cfg, config: Path, valid: Path, scored: tuple[str, ...]) -> str:
+    """``last`` (EMA) or ``raw``: the higher mean global SDR of the ``scored`` stems on the whole songs
+    in ``valid``."""
+    scores = {}
+    for which in ("last", "raw"):
+        source, state = read_weights(run, which)
+        model = MDX23C.from_config(cfg)
+        load_weights(model, state, source, config)
+        per_stem = score(model, cfg, valid)
+        scores[which] = sum(per_stem[s] for s in scored) / len(scored)
+        report(which, scores[which], per_stem, valid)
+    best = max(scores, key=scores.get)
+    print(f"shipping the {best} weights ({'all stems' if scored == cfg.stems else ', '.join(scored)} scored)")
+    return best
 
-    Songs separated as users do (the engine at the config's inference overlap, fp32, CPU).
-    """
+
+def score(model, cfg, valid: Path) -> dict[str, float]:
+    """Mean global SDR per stem on the whole songs in ``valid``, separated as users do (the engine at
+    the config's inference overlap, fp32, CPU)."""
     import tempfile
 
     import torch
@@ -86,19 +125,43 @@ def pick_weights(run: Path, cfg, config: Path, valid: Path) -> str:
     from stemforge.train.validate import Separation, validate
 
     how = Separation(cfg.chunk_size, cfg.inference.num_overlap or 2, 1, torch.device("cpu"))
-    scores = {}
     with tempfile.TemporaryDirectory() as cache:
         tracks = find_tracks(valid, cfg.stems, cfg.sample_rate, cache)
-        for which in ("last", "raw"):
-            source, state = read_weights(run, which)
-            model = MDX23C.from_config(cfg)
-            load_weights(model, state, source, config)
-            per_stem, scores[which] = validate(model.eval(), tracks, cfg.stems, cfg.stems, how, cfg.audio.num_channels)
-            print(f"{which:5s} {scores[which]:6.2f} dB mean on {len(tracks)} songs | "
-                  + " ".join(f"{k} {v:.2f}" for k, v in per_stem.items()), flush=True)
-    best = max(scores, key=scores.get)
-    print(f"shipping the {best} weights")
-    return best
+        per_stem, _ = validate(model.eval(), tracks, cfg.stems, cfg.stems, how, cfg.audio.num_channels)
+    return per_stem
+
+
+def report(what: str, mean: float, per_stem: dict[str, float], valid: Path) -> None:
+    print(f"{what:20s} {mean:6.2f} dB mean on {valid} | " + " ".join(f"{k} {v:.2f}" for k, v in per_stem.items()),
+          flush=True)
+
+
+def ship_bag(name: str, specs: list[str], valid: Path | None, description: str) -> None:
+    """Write the registry entry of a bag; ``specs``: ``MODEL=STEM,STEM`` (weight 1 for those stems)."""
+    from stemforge import registry
+    from stemforge.separator import load_bag, resolve_model
+
+    members = []
+    for spec in specs:
+        model, _, stems = spec.partition("=")
+        members.append({"model": model, "weights": {s: 1.0 for s in stems.split(",") if s}})
+    first = registry.get_model(members[0]["model"])
+    entry = {
+        "name": name, "architecture": "bag", "description": description, "stems": list(first.stems),
+        "sample_rate": first.sample_rate, "licence": first.licence, "url": None, "sha256": None, "size": None,
+        "weights": None, "config": None, "provenance": "Trained by stemforge; recipe in MODELS.md.", "members": members,
+    }
+    parsed = registry._parse_entry(entry, f"bag {name!r}")  # the field rules; write_entry checks the members
+    if valid is not None:
+        loaded = [resolve_model(m["model"], None, None) for m in members]
+        for m in loaded:
+            per_stem = score(m.model, m.config, valid)
+            report(m.name, sum(per_stem.values()) / len(per_stem), per_stem, valid)
+        bag = load_bag(name, loaded, registry.bag_weights(parsed))
+        per_stem = score(bag.model, bag.config, valid)
+        report(f"bag {name}", sum(per_stem.values()) / len(per_stem), per_stem, valid)
+    write_entry(entry)
+    print(f"wrote the bag {name!r} into {REGISTRY_PATH}")
 
 
 if __name__ == "__main__":
