@@ -111,11 +111,14 @@ def test_cmx_reduction_out_of_range_is_refused(tmp_path):
         load_setup(path)
 
 
-@pytest.mark.parametrize("name", ["drums_finetune_kits.yaml", "drums_finetune_balance.yaml"])
-def test_fine_tuning_configs_build_the_shipped_drums_network(name):
-    """Their weights ship with stemforge/configs/drums.yaml, so the copies may differ only in training."""
+@pytest.mark.parametrize("name, ships_with", [
+    ("drums_finetune_kits.yaml", "drums.yaml"), ("drums_finetune_balance.yaml", "drums.yaml"),
+    ("drums_finetune_toms_cymbals.yaml", "drums.yaml"), ("default_finetune_kits.yaml", "default.yaml"),
+])
+def test_fine_tuning_configs_build_the_shipped_network(name, ships_with):
+    """Their weights ship with a config in stemforge/configs/, so the copies may differ only in training."""
     from stemforge.config import load_config
 
-    shipped, tuned = load_config(REPO / "stemforge" / "configs" / "drums.yaml"), load_config(REPO / "configs" / name)
+    shipped, tuned = load_config(REPO / "stemforge" / "configs" / ships_with), load_config(REPO / "configs" / name)
     for part in ("audio", "model", "instruments", "target_instrument", "inference"):
         assert getattr(tuned, part) == getattr(shipped, part), part
