@@ -2,7 +2,8 @@
 
 * held-out synthetic songs (``stemforge synth`` with a seed never used in training): SDR per stem
   of ``default`` on the mixture, of ``drums`` on the true drum stem, and of the ``--drum-kit``
-  chain (kit pieces from the full mixture), each beside the mixture-as-estimate baseline;
+  chain (kit pieces from the full mixture), each beside the mixture-as-estimate baseline; when
+  ``drums`` is a bag, each of its member networks is also scored alone on the kit tables;
 * real clips in ``../shared/data/dev``: the MUSDB18 sample (``.stem.mp4``) and the StemGMD kits,
   with LarsNet's own outputs (``*_pred.mp3``) scored the same way;
 * real-time factor (processing seconds per audio second) at the configs' overlap, 2 threads.
@@ -59,7 +60,15 @@ def table(title: str, rows: list[dict], stems: tuple[str, ...], columns: dict[st
     return lines + [""]
 
 
-def synthetic(folder: Path, song, kit, chain, rate: int) -> tuple[list[str], dict]:
+def alone(rows: dict, seps: dict, refs: dict[str, np.ndarray], x: np.ndarray) -> dict:
+    """Add to ``rows`` the scores of each bag member in ``seps`` (name -> Separator) run alone, keys ``stem/name``."""
+    for name, sep in seps.items():
+        est = dict(zip(sep.stems, sep.separate_mix(x)))
+        rows.update({k + "/" + name: v for k, v in score(refs, est, x).items() if not k.endswith("/mix")})
+    return rows
+
+
+def synthetic(folder: Path, song, kit, chain, members: dict, rate: int) -> tuple[list[str], dict]:
     from stemforge.audio import load_audio
 
     rows = {"song": [], "kit": [], "chain": []}
@@ -75,10 +84,12 @@ def synthetic(folder: Path, song, kit, chain, rate: int) -> tuple[list[str], dic
             seconds[key] += time.perf_counter() - start
             est = est if isinstance(est, dict) else dict(zip(sep.stems, est))
             rows[key].append(score({s: audio[s] for s in refs}, est, x))
+        alone(rows["kit"][-1], members, {s: audio[s] for s in KIT}, drums)
         print(f"{track.name}: " + ", ".join(f"{s} {rows['song'][-1][s] or float('nan'):.1f}" for s in SONG), flush=True)
     lines = [f"Held-out synthetic songs: {len(tracks)} songs x {seconds['audio'] / len(tracks):.0f} s from `{folder}`.", ""]
     lines += table("default: 4 stems from the mixture (dB)", rows["song"], SONG, {"": "stemforge default", "/mix": "mixture as estimate"})
-    lines += table("drums: kit pieces from the true drum stem (dB)", rows["kit"], KIT, {"": "stemforge drums", "/mix": "drum stem as estimate"})
+    lines += table("drums: kit pieces from the true drum stem (dB)", rows["kit"], KIT,
+                   {"": "stemforge drums", **member_columns(members), "/mix": "drum stem as estimate"})
     lines += table("--drum-kit: kit pieces from the full mixture (dB)", rows["chain"], KIT, {"": "stemforge default+drums", "/mix": "mixture as estimate"})
     rtf = {k: seconds[k] / seconds["audio"] for k in ("song", "kit", "chain")}
     return lines, rtf
@@ -94,7 +105,11 @@ def musdb_clip(path: Path, song, rate: int) -> list[str]:
                  [row], SONG, {"": "stemforge default", "/mix": "mixture as estimate"})
 
 
-def stemgmd(folder: Path, kit, rate: int) -> list[str]:
+def member_columns(members: dict) -> dict[str, str]:
+    return {"/" + name: f"{name} alone (a member of the drums bag)" for name in members}
+
+
+def stemgmd(folder: Path, kit, members: dict, rate: int) -> list[str]:
     from stemforge.audio import load_audio
 
     rows, names = [], []
@@ -107,11 +122,13 @@ def stemgmd(folder: Path, kit, rate: int) -> list[str]:
         ours = dict(zip(kit.stems, kit.separate_mix(mix)))
         row = score(refs, ours, mix)
         row.update({k + "/larsnet": v for k, v in score(refs, larsnet, mix).items() if not k.endswith("/mix")})
+        alone(row, members, refs, mix)
         rows.append(row)
         names.append(kit_dir.name)
         print(f"{kit_dir.name}: " + ", ".join(f"{p} {row[p] or float('nan'):.1f} (LarsNet {row[p + '/larsnet'] or float('nan'):.1f})" for p in KIT), flush=True)
     return table(f"Real: StemGMD kits {', '.join(names)} (mean of {len(rows)} clips), drums (dB)", rows, KIT,
-                 {"": "stemforge drums", "/larsnet": "LarsNet (its own outputs)", "/mix": "drum mix as estimate"})
+                 {"": "stemforge drums", **member_columns(members), "/larsnet": "LarsNet (its own outputs)",
+                  "/mix": "drum mix as estimate"})
 
 
 def main() -> None:
@@ -124,17 +141,20 @@ def main() -> None:
 
     import torch
 
+    from stemforge import registry
     from stemforge.drumkit import DrumKitSeparator
     from stemforge.engine.device import set_threads
     from stemforge.separator import Separator
 
     threads = set_threads(args.threads)
     song, kit = Separator("default", precision="fp32"), Separator("drums", precision="fp32")
+    drums = registry.get_model("drums")
+    members = {m.name: Separator(m.name, precision="fp32") for m in registry.bag_members(drums)} if drums.is_bag else {}
     chain = DrumKitSeparator(song, kit)
     rate = song.sample_rate
-    lines, rtf = synthetic(args.synth, song, kit, chain, rate)
+    lines, rtf = synthetic(args.synth, song, kit, chain, members, rate)
     lines += musdb_clip(next(args.dev.glob("*.stem.mp4")), song, rate)
-    lines += stemgmd(args.dev / "stemgmd", kit, rate)
+    lines += stemgmd(args.dev / "stemgmd", kit, members, rate)
     lines += ["**Speed** (processing seconds per audio second, fp32, eager, batch auto, "
               f"overlap {song.overlap}, {threads} threads, {song.lanes} lane(s), on the synthetic songs)", "",
               "| default | drums | default+drums (--drum-kit) |", "|---|---|---|",
