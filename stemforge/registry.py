@@ -3,8 +3,9 @@
 The registry lives in ``registry.json`` next to this file: a list of models, each
 either downloadable (``url`` set), shipped in the wheel (``weights`` set, a path
 relative to the package) or a bag of other entries (``members`` set: each stem is a
-weighted mean of the members' estimates, see :class:`stemforge.models.StemBag`). Downloads go to :func:`cache_dir` and are only moved into
-place once their sha256 (and size, when known) match the registry.
+weighted mean of the members' estimates, see :class:`stemforge.models.StemBag`).
+Downloads go to :func:`cache_dir` and are only moved into place once their sha256
+(and size, when known) match the registry.
 """
 from __future__ import annotations
 
@@ -202,9 +203,10 @@ def _check_bag(entry: ModelEntry, registry: dict[str, ModelEntry], where: str) -
             raise StemforgeError(f"{where}: field 'members' names {member.model!r}, which is not in the registry.")
         if other.is_bag:
             raise StemforgeError(f"{where}: field 'members' names {member.model!r}, which is a bag itself.")
-        if other.stems != entry.stems:
-            raise StemforgeError(f"{where}: field 'members': {member.model!r} outputs {', '.join(other.stems)}, "
-                                 f"not the bag's stems {', '.join(entry.stems)} in that order.")
+        if other.stems != entry.stems or other.sample_rate != entry.sample_rate:
+            raise StemforgeError(f"{where}: field 'members': {member.model!r} outputs {', '.join(other.stems)} at "
+                                 f"{other.sample_rate} Hz, not the bag's stems {', '.join(entry.stems)} in that "
+                                 f"order at {entry.sample_rate} Hz.")
         unknown = sorted(set(member.weights) - set(entry.stems))
         if unknown:
             raise StemforgeError(f"{where}: field 'members': {member.model!r} weighs unknown stem(s) "
@@ -220,9 +222,8 @@ def bag_members(entry: ModelEntry) -> list[ModelEntry]:
 
 
 def bag_weights(entry: ModelEntry) -> list[list[float]]:
-    """``[members, stems]``: each member's weight for each of the bag's stems (``[[1, ...]]`` for a network)."""
-    members = entry.members or (BagMember(entry.name, {s: 1.0 for s in entry.stems}),)
-    return [[m.weights.get(s, 0.0) for s in entry.stems] for m in members]
+    """``[members, stems]``: each member's weight for each of the bag's stems."""
+    return [[m.weights.get(s, 0.0) for s in entry.stems] for m in entry.members]
 
 
 def get_model(name: str) -> ModelEntry:

@@ -92,7 +92,8 @@ def test_registry_reads_a_bag(tmp_path):
     ({"members": [{"model": "net", "weights": {"a": 1, "b": 1, "c": 1}}]}, "unknown stem"),
     ({"members": [{"model": "net", "weights": {"a": -1, "b": 1}}]}, "WEIGHT >= 0"),
     ({"members": []}, "non-empty list"),
-    ({"stems": ["b", "a"]}, "not the bag's stems"),
+    ({"stems": ["b", "a"]}, "not the bag.s stems"),
+    ({"sample_rate": 48000}, "at 44100 Hz, not the bag.s stems a, b in that order at 48000 Hz"),
     ({"weights": "weights/x.safetensors"}, "'weights' must be null in a bag"),
     ({"architecture": "mdx23c"}, "'architecture' must be 'bag'"),
 ])
