@@ -108,7 +108,7 @@ def pick_weights(run: Path, cfg, config: Path, valid: Path, scored: tuple[str, .
         load_weights(model, state, source, config)
         per_stem = score(model, cfg, valid)
         scores[which] = sum(per_stem[s] for s in scored) / len(scored)
-        report(which, scores[which], per_stem, valid)
+        report(which, scores[which], per_stem, valid, "" if scored == cfg.stems else f" ({', '.join(scored)})")
     best = max(scores, key=scores.get)
     print(f"shipping the {best} weights ({'all stems' if scored == cfg.stems else ', '.join(scored)} scored)")
     return best
@@ -131,8 +131,8 @@ def score(model, cfg, valid: Path) -> dict[str, float]:
     return per_stem
 
 
-def report(what: str, mean: float, per_stem: dict[str, float], valid: Path) -> None:
-    print(f"{what:20s} {mean:6.2f} dB mean on {valid} | " + " ".join(f"{k} {v:.2f}" for k, v in per_stem.items()),
+def report(what: str, mean: float, per_stem: dict[str, float], valid: Path, of: str = "") -> None:
+    print(f"{what:20s} {mean:6.2f} dB mean{of} on {valid} | " + " ".join(f"{k} {v:.2f}" for k, v in per_stem.items()),
           flush=True)
 
 

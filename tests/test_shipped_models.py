@@ -27,9 +27,9 @@ TIMGM = "/usr/share/sounds/sf2/TimGM6mb.sf2"
 def test_default_and_drums_ship_in_the_package():
     entries = registry.load_registry()
     assert entries["default"].shipped and entries["default"].stems == ("vocals", "bass", "drums", "other")
-    drums = entries["drums"]  # a bag of two shipped networks
+    drums = entries["drums"]  # a bag of three shipped networks
     assert drums.stems == KIT and drums.is_bag
-    assert [m.name for m in registry.bag_members(drums)] == ["drums-base", "drums-toms-cymbals"]
+    assert [m.name for m in registry.bag_members(drums)] == ["drums-base", "drums-hihat", "drums-toms-cymbals"]
     assert all(m.shipped for m in registry.bag_members(drums))
 
 
