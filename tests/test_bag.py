@@ -100,3 +100,21 @@ def test_registry_reads_a_bag(tmp_path):
 def test_bad_bags_name_the_problem(tmp_path, change, message):
     with pytest.raises(StemforgeError, match=message):
         registry.load_registry(_registry(tmp_path, change))
+
+
+@pytest.mark.parametrize("backend", ["onnx", pytest.param("compile", marks=pytest.mark.slow)])  # inductor: ~1 min
+def test_a_bag_runs_on_the_other_backends_as_in_eager(backend, msst_ref, tmp_path, monkeypatch):
+    """The bag is one network to the backends: ONNX Runtime and torch.compile give eager's stems."""
+    config = msst_ref / "mdx23c_tiny.yaml"
+    files = [random_checkpoint(config, tmp_path / f"t{seed}.safetensors", seed=seed) for seed in (1, 2)]
+    stems = load_model(files[0], config).config.stems
+    entries = {f"t{i}": _entry(f"t{i}", config=str(config), weights=str(f), stems=stems) for i, f in enumerate(files)}
+    entries["bag"] = _entry("bag", architecture="bag", config=None, stems=stems,
+                            members=(BagMember("t0", {stems[0]: 1}), BagMember("t1", {s: 1 for s in stems[1:]})))
+    monkeypatch.setattr(registry, "load_registry", lambda path=None: entries)
+    monkeypatch.setenv("STEMFORGE_CACHE", str(tmp_path / "cache"))
+    mix = 0.3 * np.random.default_rng(0).standard_normal((2, 30_000)).astype(np.float32)
+    eager = Separator("bag", precision="fp32", batch_size=2).separate_mix(mix)
+    other = Separator("bag", precision="fp32", batch_size=2, backend=backend).separate_mix(mix)
+    assert np.abs(eager).max() > 1e-3
+    assert np.abs(other - eager).max() <= 1e-4
