@@ -98,6 +98,19 @@ def test_bad_training_values_are_explained(tmp_path, key, value, match):
         load_setup(_edit(tmp_path, "training", key, value))
 
 
+@pytest.mark.parametrize("values,match", [
+    ({"loudness_min": 2.0, "loudness_max": 1.0}, "loudness_min must be >= 0 and <= loudness_max"),
+    ({"loudness_log": True, "loudness_min": 0.0}, "loudness_log draws the gain in dB, so loudness_min must be > 0"),
+])
+def test_bad_loudness_ranges_are_explained(tmp_path, values, match):
+    path = tiny_config(tmp_path)
+    data = yaml.safe_load(path.read_text())
+    data["augmentations"].update(values)
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(StemforgeError, match=match):
+        load_setup(path)
+
+
 def test_string_lr_like_1e_minus_4_is_accepted(tmp_path):
     assert load_setup(_edit(tmp_path, "training", "lr", "1e-4")).training.lr == 1e-4
 

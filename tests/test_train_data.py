@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
 
 from stemforge.errors import StemforgeError
+from stemforge.train.augment import augment_stem
 from stemforge.train.config import AugmentConfig, StemAugment
 from stemforge.train.data import SegmentDataset, StepBatches
 from stemforge.train.tracks import find_tracks
@@ -93,6 +96,19 @@ def test_gain_augmentation_stays_in_range(data):
         loud = a.abs().sum((1, 2)) > 0
         ratio = b.abs().sum((1, 2))[loud] / a.abs().sum((1, 2))[loud]
         assert ((ratio >= 2.0 - 1e-4) & (ratio <= 3.0 + 1e-4)).all()
+
+
+def test_log_loudness_draws_quiet_gains_as_often_as_loud_ones():
+    """-40..0 dB: in dB half the gains fall under -20 dB; uniform in amplitude only 1 in 10 does."""
+    cfg = AugmentConfig(enable=True, loudness=True, loudness_min=0.01, loudness_max=1.0)
+    x = np.ones((2, 8), np.float32)
+    rng = np.random.default_rng(0)
+    linear = np.array([augment_stem(x, rng, cfg)[0, 0] for _ in range(2000)])
+    rng = np.random.default_rng(0)
+    log = np.array([augment_stem(x, rng, replace(cfg, loudness_log=True))[0, 0] for _ in range(2000)])
+    assert (log >= 0.01 - 1e-6).all() and (log <= 1.0 + 1e-6).all()
+    assert abs(np.mean(log < 0.1) - 0.5) < 0.05
+    assert abs(np.mean(linear < 0.1) - 0.09) < 0.03
 
 
 def test_ranks_draw_disjoint_examples_like_distributed_sampler():

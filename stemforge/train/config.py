@@ -97,6 +97,7 @@ class AugmentConfig:
     loudness: bool = False
     loudness_min: float = 0.5
     loudness_max: float = 1.5
+    loudness_log: bool = False  # draw the gain uniformly in dB between loudness_min and loudness_max
     mixup: bool = False
     mixup_probs: tuple[float, ...] = ()
     mixup_loudness_min: float = 0.5
@@ -163,6 +164,10 @@ def _parse_augment(data: Any, where: str, instruments: tuple[str, ...], ignored:
     for name in ("channel_shuffle", "random_polarity", "random_inverse"):
         _check(0 <= getattr(stem, name) <= 1, f"augmentations.all.{name} must be a probability in 0..1", where)
     _check(all(0 <= p <= 1 for p in aug.mixup_probs), "augmentations.mixup_probs must be probabilities", where)
+    _check(0 <= aug.loudness_min <= aug.loudness_max,
+           "augmentations.loudness_min must be >= 0 and <= loudness_max", where)
+    _check(not aug.loudness_log or aug.loudness_min > 0,
+           "augmentations.loudness_log draws the gain in dB, so loudness_min must be > 0", where)
     return aug
 
 
