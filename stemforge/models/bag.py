@@ -69,8 +69,10 @@ class StemBag(nn.Module):
         sum of the members' outputs (each may run under autocast; the sum is accumulated in fp32)."""
         out = None
         for member, weights in zip(self.members, self.stem_weights):
-            y = member.net(spec).float() * weights.view(1, -1, 1, 1, 1)
-            out = y if out is None else out.add_(y)
+            y = member.net(spec).float()  # a copy only if the member ran in bf16/fp16
+            w = weights.view(1, -1, 1, 1, 1)
+            out = y.mul_(w) if out is None else out.addcmul_(y, w)  # in place: no third spectrogram-sized buffer
+            del y
         return out
 
     def forward(self, mix: torch.Tensor) -> torch.Tensor:
