@@ -2,12 +2,14 @@
 
 Writes ``stemforge/weights/NAME.safetensors`` (fp32: the run's ``best.ckpt`` or ``last.ckpt``, EMA
 weights, or ``raw``: the optimizer's own weights at the last save, from ``resume.pt``; ``auto``:
-whichever of ``last`` and ``raw`` scores the higher mean SDR on the whole ``--valid`` songs) and
-records its sha256 and size in ``stemforge/registry.json``, whose entry NAME points at the packaged
-config (``--config``, default ``stemforge/configs/NAME.yaml``). ``--score-stems`` limits the ``auto``
-score to the stems a specialist is shipped for. With ``--members`` it writes a bag instead
-(:class:`stemforge.models.StemBag`): registered networks, each contributing the stems listed after
-it; with ``--valid`` every member and the bag are scored first. See MODELS.md.
+whichever of ``last`` and ``raw`` scores the higher mean SDR on the whole ``--valid`` songs, or
+nothing at all if the weights NAME ships now score higher still) and records its sha256 and size in
+``stemforge/registry.json``, whose entry NAME points at the packaged config (``--config``, default
+``stemforge/configs/NAME.yaml``). ``--score-stems`` limits the ``auto`` score to the stems a
+specialist is shipped for; with several ``--valid`` folders the score is the mean over them. With
+``--members`` it writes a bag instead (:class:`stemforge.models.StemBag`): registered networks, each
+contributing the stems listed after it; with ``--valid`` every member and the bag are scored first.
+See MODELS.md.
 
     python scripts/ship_model.py --run runs/default --name default --weights auto --valid corpus/valid \
         --description "4-stem MDX23C trained on the synthetic corpus"
@@ -45,7 +47,8 @@ def main() -> None:
     p.add_argument("--weights", default="best", choices=("best", "last", "raw", "auto"),
                    help="best.ckpt, last.ckpt (EMA weights), raw (the non-averaged weights in resume.pt), or "
                         "auto: the better of last and raw on the --valid songs")
-    p.add_argument("--valid", type=Path, help="validation songs (MUSDB layout) for --weights auto")
+    p.add_argument("--valid", type=Path, nargs="+",
+                   help="validation songs (MUSDB layout folders) for --weights auto and bags")
     p.add_argument("--description", required=True)
     args = p.parse_args()
     if args.members:
@@ -60,7 +63,10 @@ def main() -> None:
     scored = tuple(args.score_stems.split(",")) if args.score_stems else cfg.stems
     if set(scored) - set(cfg.stems):
         p.error(f"--score-stems: the model outputs {', '.join(cfg.stems)}")
-    choice = pick_weights(args.run, cfg, config, args.valid, scored) if args.weights == "auto" else args.weights
+    choice = pick_weights(args.run, args.name, cfg, config, args.valid, scored) if args.weights == "auto" else args.weights
+    if choice == "shipped":
+        print(f"kept the shipped {args.name}: the run's weights score lower")
+        return None
     source, state = read_weights(args.run, choice)
     load_weights(MDX23C.from_config(cfg), state, source, config)  # ships only what loads, strict
     weights = PACKAGE / "weights" / f"{args.name}.safetensors"
@@ -98,25 +104,28 @@ def read_weights(run: Path, which: str) -> tuple[Path, dict]:
     return source, load_resume(source)["model"] if which == "raw" else read_state_dict(source)
 
 
-def pick_weights(run: Path, cfg, config: Path, valid: Path, scored: tuple[str, ...]) -> str:
-    """``last`` (EMA) or ``raw``: the higher mean global SDR of the ``scored`` stems on the whole songs
-    in ``valid``."""
+def pick_weights(run: Path, name: str, cfg, config: Path, valid: list[Path], scored: tuple[str, ...]) -> str:
+    """``last`` (EMA), ``raw`` or ``shipped`` (the weights registered as ``name`` now, if any): the
+    highest mean global SDR of the ``scored`` stems on the whole songs of the ``valid`` folders."""
+    candidates = {which: read_weights(run, which) for which in ("last", "raw")}
+    shipped = PACKAGE / "weights" / f"{name}.safetensors"
+    if shipped.exists():
+        candidates["shipped"] = shipped, read_state_dict(shipped)
     scores = {}
-    for which in ("last", "raw"):
-        source, state = read_weights(run, which)
+    for which, (source, state) in candidates.items():
         model = MDX23C.from_config(cfg)
         load_weights(model, state, source, config)
         per_stem = score(model, cfg, valid)
         scores[which] = sum(per_stem[s] for s in scored) / len(scored)
         report(which, scores[which], per_stem, valid, "" if scored == cfg.stems else f" ({', '.join(scored)})")
     best = max(scores, key=scores.get)
-    print(f"shipping the {best} weights ({'all stems' if scored == cfg.stems else ', '.join(scored)} scored)")
+    print(f"best: the {best} weights ({'all stems' if scored == cfg.stems else ', '.join(scored)} scored)")
     return best
 
 
-def score(model, cfg, valid: Path) -> dict[str, float]:
-    """Mean global SDR per stem on the whole songs in ``valid``, separated as users do (the engine at
-    the config's inference overlap, fp32, CPU)."""
+def score(model, cfg, valid: list[Path]) -> dict[str, float]:
+    """Mean global SDR per stem on the whole songs of each ``valid`` folder, averaged over the folders,
+    separated as users do (the engine at the config's inference overlap, fp32, CPU)."""
     import tempfile
 
     import torch
@@ -125,18 +134,23 @@ def score(model, cfg, valid: Path) -> dict[str, float]:
     from stemforge.train.validate import Separation, validate
 
     how = Separation(cfg.chunk_size, cfg.inference.num_overlap or 2, 1, torch.device("cpu"))
-    with tempfile.TemporaryDirectory() as cache:
-        tracks = find_tracks(valid, cfg.stems, cfg.sample_rate, cache)
-        per_stem, _ = validate(model.eval(), tracks, cfg.stems, cfg.stems, how, cfg.audio.num_channels)
-    return per_stem
+    per_folder = []
+    for folder in valid:
+        with tempfile.TemporaryDirectory() as cache:
+            tracks = find_tracks(folder, cfg.stems, cfg.sample_rate, cache)
+            per_stem, _ = validate(model.eval(), tracks, cfg.stems, cfg.stems, how, cfg.audio.num_channels)
+        if len(valid) > 1:
+            report(f"  {folder.name}", sum(per_stem.values()) / len(per_stem), per_stem, [folder])
+        per_folder.append(per_stem)
+    return {s: sum(p[s] for p in per_folder) / len(per_folder) for s in cfg.stems}
 
 
-def report(what: str, mean: float, per_stem: dict[str, float], valid: Path, of: str = "") -> None:
-    print(f"{what:20s} {mean:6.2f} dB mean{of} on {valid} | " + " ".join(f"{k} {v:.2f}" for k, v in per_stem.items()),
-          flush=True)
+def report(what: str, mean: float, per_stem: dict[str, float], valid: list[Path], of: str = "") -> None:
+    stems = " ".join(f"{k} {v:.2f}" for k, v in per_stem.items())
+    print(f"{what:20s} {mean:6.2f} dB mean{of} on {' + '.join(map(str, valid))} | {stems}", flush=True)
 
 
-def ship_bag(name: str, specs: list[str], valid: Path | None, description: str) -> None:
+def ship_bag(name: str, specs: list[str], valid: list[Path] | None, description: str) -> None:
     """Write the registry entry of a bag; ``specs``: ``MODEL=STEM,STEM`` (weight 1 for those stems)."""
     from stemforge import registry
     from stemforge.separator import load_bag, resolve_model
