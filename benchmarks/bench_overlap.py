@@ -9,6 +9,7 @@ Songs: ``SONGS/<track>/{mixture,<stem>...}.wav`` (MUSDB18-HQ layout). Writes a M
 PNG plots (matplotlib, Agg) to ``--out``.
 
     python benchmarks/bench_overlap.py --checkpoint m.ckpt --config m.yaml --songs musdb18hq/test
+    python benchmarks/bench_overlap.py --model drums --songs corpus/test_drums --seconds 12
     python benchmarks/bench_overlap.py ... --overlaps 2 4 8 --batches 1 4 --precisions bf16 --seconds 30
 """
 
@@ -65,8 +66,9 @@ def sdr(ref: np.ndarray, est: np.ndarray) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", type=Path, required=True)
-    parser.add_argument("--config", type=Path, required=True)
+    parser.add_argument("--model", help="a registered model (e.g. drums, a bag); or --checkpoint and --config")
+    parser.add_argument("--checkpoint", type=Path)
+    parser.add_argument("--config", type=Path)
     parser.add_argument("--songs", type=Path, required=True, help="folder of MUSDB-layout tracks")
     parser.add_argument("--overlaps", nargs="+", type=int, default=[2, 4, 6, 8, 16])
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 2, 4, 8])
@@ -78,8 +80,10 @@ def main() -> None:
     parser.add_argument("--threads", default="auto", help="CPU threads (default: stemforge's auto)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "overlap")
     parser.add_argument("--precision-songs", type=int, help="score precisions on the first N songs only (slow on CPUs without AMX)")
-    parser.add_argument("--label", help="title of the table (default: the checkpoint's name)")
+    parser.add_argument("--label", help="title of the table (default: the model's or checkpoint's name)")
     args = parser.parse_args()
+    if bool(args.model) == bool(args.checkpoint and args.config):
+        parser.error("give --model NAME, or --checkpoint and --config")
 
     import matplotlib
 
@@ -93,7 +97,7 @@ def main() -> None:
 
     threads = set_threads(args.threads)
     def separator(**kw) -> Separator:
-        base = dict(checkpoint=args.checkpoint, config=args.config, device=args.device, backend=args.backend,
+        base = dict(model=args.model, checkpoint=args.checkpoint, config=args.config, device=args.device, backend=args.backend,
                     precision="fp32", batch_size=1, overlap=args.overlap)
         return Separator(**{**base, **kw})
 
@@ -101,11 +105,12 @@ def main() -> None:
     stems = ref_sep.stems
     songs = load_songs(args.songs, stems, ref_sep.sample_rate, args.seconds)
     args.out.mkdir(parents=True, exist_ok=True)
-    lines = [f"# Overlap, batch and precision: {args.label or args.checkpoint.stem}", "",
+    name = args.model or args.checkpoint.name
+    lines = [f"# Overlap, batch and precision: {args.label or name}", "",
              f"Machine: {platform.processor() or platform.machine()}, device {ref_sep.device}, {threads} CPU thread(s), "
              f"torch {torch.__version__}. "
              f"Command: `python {' '.join([str(Path(__file__).relative_to(REPO))] + sys.argv[1:])}`.",
-             f"Model {args.checkpoint.name}; {len(songs)} song(s) from {args.songs}"
+             f"Model {name}; {len(songs)} song(s) from {args.songs}"
              + (f", cropped to {args.seconds:g} s" if args.seconds else "") + ". SDR: global SDR in dB, mean over songs.", ""]
 
     # overlap: quality vs time
