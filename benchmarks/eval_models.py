@@ -4,6 +4,8 @@
   of ``default`` on the mixture, of ``drums`` on the true drum stem, and of the ``--drum-kit``
   chain (kit pieces from the full mixture), each beside the mixture-as-estimate baseline; when
   ``drums`` is a bag, each of its member networks is also scored alone on the kit tables;
+* optionally (``--quiet-drums``) drum stems whose hi-hat and cymbals were turned down
+  (``scripts/scale_stems.py``), the level at which real kits often hold them: ``drums`` and its members;
 * real clips in ``../shared/data/dev``: the MUSDB18 sample (``.stem.mp4``) and the StemGMD kits,
   with LarsNet's own outputs (``*_pred.mp3``) scored the same way;
 * real-time factor (processing seconds per audio second) at the configs' overlap, 2 threads.
@@ -12,6 +14,7 @@ Scoring: global SDR over the whole clip and both channels; a reference 60 dB bel
 is skipped (``stemforge.eval``). Synthetic numbers are means over songs.
 
     python benchmarks/eval_models.py --synth corpus/test --dev ../shared/data/dev
+    python benchmarks/eval_models.py --synth corpus/test --quiet-drums corpus/test_drums_quiet
 """
 
 from __future__ import annotations
@@ -95,6 +98,21 @@ def synthetic(folder: Path, song, kit, chain, members: dict, rate: int) -> tuple
     return lines, rtf
 
 
+def quiet_drums(folder: Path, kit, members: dict, rate: int) -> list[str]:
+    """``drums`` and its members on drum views (``mixture.wav`` = the drum stem, one WAV per piece)."""
+    from stemforge.audio import load_audio
+
+    rows = []
+    tracks = sorted(p for p in folder.iterdir() if (p / "mixture.wav").exists())
+    for track in tracks:
+        drums = load_audio(track / "mixture.wav", rate)
+        refs = {p: load_audio(track / f"{p}.wav", rate) for p in KIT}
+        rows.append(alone(score(refs, dict(zip(kit.stems, kit.separate_mix(drums))), drums), members, refs, drums))
+    return table(f"drums: kit pieces from {len(tracks)} held-out drum stems with the hi-hat and cymbals turned down "
+                 f"(`{folder}`) (dB)", rows, KIT,
+                 {"": "stemforge drums", **member_columns(members), "/mix": "drum stem as estimate"})
+
+
 def musdb_clip(path: Path, song, rate: int) -> list[str]:
     from stemforge.audio import load_audio
 
@@ -134,6 +152,7 @@ def stemgmd(folder: Path, kit, members: dict, rate: int) -> list[str]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--synth", type=Path, required=True, help="held-out songs from `stemforge synth`")
+    p.add_argument("--quiet-drums", type=Path, help="drum views made by scripts/scale_stems.py from held-out songs")
     p.add_argument("--dev", type=Path, default=REPO.parent / "shared" / "data" / "dev")
     p.add_argument("--threads", default="2")
     p.add_argument("--out", type=Path, default=REPO / "MODELS.md")
@@ -153,6 +172,8 @@ def main() -> None:
     chain = DrumKitSeparator(song, kit)
     rate = song.sample_rate
     lines, rtf = synthetic(args.synth, song, kit, chain, members, rate)
+    if args.quiet_drums:
+        lines += quiet_drums(args.quiet_drums, kit, members, rate)
     lines += musdb_clip(next(args.dev.glob("*.stem.mp4")), song, rate)
     lines += stemgmd(args.dev / "stemgmd", kit, members, rate)
     lines += ["**Speed** (processing seconds per audio second, fp32, eager, batch auto, "
