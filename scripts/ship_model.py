@@ -46,7 +46,7 @@ def main() -> None:
     p.add_argument("--score-stems", help="comma-separated stems that --weights auto scores (default: all)")
     p.add_argument("--weights", default="best", choices=("best", "last", "raw", "auto"),
                    help="best.ckpt, last.ckpt (EMA weights), raw (the non-averaged weights in resume.pt), or "
-                        "auto: the better of last and raw on the --valid songs")
+                        "auto: the best of last, raw and the weights shipped now on the --valid songs")
     p.add_argument("--valid", type=Path, nargs="+",
                    help="validation songs (MUSDB layout folders) for --weights auto and bags")
     p.add_argument("--description", required=True)
