@@ -1,15 +1,15 @@
 """Turn a training run into a model shipped inside the package.
 
-Writes ``stemforge/weights/NAME.safetensors`` (fp32: the run's ``best.ckpt`` or ``last.ckpt``, EMA
-weights, or ``raw``: the optimizer's own weights at the last save, from ``resume.pt``; ``auto``:
-whichever of ``last`` and ``raw`` scores the higher mean SDR on the whole ``--valid`` songs, or
-nothing at all if the weights NAME ships now score higher still) and records its sha256 and size in
-``stemforge/registry.json``, whose entry NAME points at the packaged config (``--config``, default
-``stemforge/configs/NAME.yaml``). ``--score-stems`` limits the ``auto`` score to the stems a
-specialist is shipped for; with several ``--valid`` folders the score is the mean over them. With
-``--members`` it writes a bag instead (:class:`stemforge.models.StemBag`): registered networks, each
-contributing the stems listed after it; with ``--valid`` every member and the bag are scored first.
-See MODELS.md.
+Writes ``stemforge/weights/NAME.safetensors`` (fp32, or fp16 with ``--half``: the run's ``best.ckpt``
+or ``last.ckpt``, EMA weights, or ``raw``: the optimizer's own weights at the last save, from
+``resume.pt``; ``auto``: whichever of ``last`` and ``raw`` scores the higher mean SDR on the whole
+``--valid`` songs, or nothing at all if the weights NAME ships now score higher still) and records
+its sha256 and size in ``stemforge/registry.json``, whose entry NAME points at the packaged config
+(``--config``, default ``stemforge/configs/NAME.yaml``). ``--score-stems`` limits the ``auto`` score
+to the stems a specialist is shipped for; with several ``--valid`` folders the score is the mean over
+them. With ``--members`` it writes a bag instead (:class:`stemforge.models.StemBag`): registered
+networks, each contributing the stems listed after it; with ``--valid`` every member and the bag are
+scored first. See MODELS.md.
 
     python scripts/ship_model.py --run runs/default --name default --weights auto --valid corpus/valid \
         --description "4-stem MDX23C trained on the synthetic corpus"
@@ -23,6 +23,7 @@ import argparse
 import json
 from pathlib import Path
 
+import torch
 from safetensors.torch import save_file
 
 from stemforge.audio import atomic_write
@@ -49,6 +50,8 @@ def main() -> None:
                         "auto: the best of last, raw and the weights shipped now on the --valid songs")
     p.add_argument("--valid", type=Path, nargs="+",
                    help="validation songs (MUSDB layout folders) for --weights auto and bags")
+    p.add_argument("--half", action="store_true",
+                   help="store the weights in fp16 (half the size; they load into the fp32 network)")
     p.add_argument("--description", required=True)
     args = p.parse_args()
     if args.members:
@@ -71,7 +74,8 @@ def main() -> None:
     load_weights(MDX23C.from_config(cfg), state, source, config)  # ships only what loads, strict
     weights = PACKAGE / "weights" / f"{args.name}.safetensors"
     with atomic_write(weights) as tmp:
-        save_file({k: v.float().contiguous() for k, v in state.items()}, str(tmp))
+        dtype = torch.float16 if args.half else torch.float32
+        save_file({k: v.to(dtype).contiguous() for k, v in state.items()}, str(tmp))
 
     entry = {
         "name": args.name, "architecture": "mdx23c", "description": args.description,
