@@ -16,7 +16,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
+
+from stemforge.audio import load_audio_with_rate, save_audio
 
 
 def parse_gains(items: list[str], stems: list[str]) -> dict[str, float]:
@@ -32,17 +33,16 @@ def parse_gains(items: list[str], stems: list[str]) -> dict[str, float]:
 
 def scale_song(song: Path, out: Path, stems: list[str], gains: dict[str, float]) -> None:
     """Write ``out/{stem}.wav`` (scaled) and ``out/mixture.wav`` (their sum) for one song."""
-    out.mkdir(parents=True, exist_ok=True)
     total, rate = None, None
     for stem in stems:
         path = song / f"{stem}.wav"
         if not path.exists():
             raise SystemExit(f"{path} is missing: every song needs the stems {', '.join(stems)}")
-        audio, rate = sf.read(path, dtype="float32", always_2d=True)
+        audio, rate = load_audio_with_rate(path)  # [channels, samples]
         audio *= np.float32(gains.get(stem, 1.0))
-        sf.write(out / f"{stem}.wav", audio, rate, subtype="FLOAT")
+        save_audio(out / f"{stem}.wav", audio, rate, subtype="FLOAT", clip="none")  # temp file, then rename
         total = audio if total is None else total + audio
-    sf.write(out / "mixture.wav", total, rate, subtype="FLOAT")
+    save_audio(out / "mixture.wav", total, rate, subtype="FLOAT", clip="none")
 
 
 def main(argv: list[str] | None = None) -> int:
