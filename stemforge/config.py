@@ -67,6 +67,18 @@ class InferenceConfig:
     dim_t: int | None = None
     chunk_size: int | None = None
     normalize: bool = False
+    soft_mask: bool = False
+    """Run the soft-mask post-filter (:mod:`stemforge.engine.soft_mask`) on the network's stems."""
+    soft_mask_power: float = 1.0
+    soft_mask_n_fft: int = 4096
+    soft_mask_max_gain: float | None = None
+
+    @property
+    def soft_mask_settings(self):
+        """The post-filter's :class:`~stemforge.engine.soft_mask.SoftMask` (whether or not ``soft_mask`` is on)."""
+        from .engine.soft_mask import SoftMask
+
+        return SoftMask(self.soft_mask_power, self.soft_mask_n_fft, self.soft_mask_max_gain)
 
 
 @dataclass(frozen=True)
@@ -152,6 +164,10 @@ def parse_config(data: dict, where: str = "<config>", path: Path | None = None) 
             f"{where}: training.target_instrument '{target}' is not one of training.instruments {list(instruments)}"
         )
     inference = _section(InferenceConfig, dict(data.get("inference") or {}), "inference", where)
+    try:
+        inference.soft_mask_settings
+    except (ValueError, TypeError) as exc:
+        raise StemforgeError(f"{where}: inference.{exc}") from None
     cfg = ModelConfig(audio, model, instruments, target, inference, path=path, raw=data)
     _check_geometry(cfg, where)
     return cfg

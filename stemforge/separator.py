@@ -18,6 +18,7 @@ from .engine.backends import BACKENDS, make_backend
 from .engine.batching import auto_batch_size, batch_cap
 from .engine.lanes import Lanes, resolve_lanes
 from .engine.msst import separate_msst
+from .engine.soft_mask import SoftMaskedStream, soft_mask
 from .errors import StemforgeError
 from .models import MDX23C, StemBag
 
@@ -116,6 +117,8 @@ class Separator:
         lanes: chunks run at once on their own CPU threads, each with ``torch.get_num_threads() //
             lanes`` threads (:mod:`stemforge.engine.lanes`); ``"auto"``: 2 for a network under 10 M
             parameters on a CPU with 2+ threads, else 1.
+        soft_mask: run the soft-mask post-filter on the stems (:mod:`stemforge.engine.soft_mask`);
+            ``None`` (default): as the config's ``inference.soft_mask`` says (on for the shipped models).
     """
 
     def __init__(
@@ -133,6 +136,7 @@ class Separator:
         backend: str = "eager",
         onnx: str | Path | None = None,
         lanes: int | str = "auto",
+        soft_mask: bool | None = None,
     ):
         if window not in WINDOWS:
             raise StemforgeError(f"unknown window '{window}'; use one of {', '.join(WINDOWS)}")
@@ -152,6 +156,9 @@ class Separator:
         if self.overlap < 1:
             raise StemforgeError(f"--overlap must be at least 1, got {self.overlap}")
         self.window = window
+        use_mask = self.config.inference.soft_mask if soft_mask is None else soft_mask
+        self.soft_mask = self.config.inference.soft_mask_settings if use_mask else None
+        """The post-filter's settings, or ``None`` when it is off."""
         self.loaded.model.to(self.device)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # every call has the same chunk shape: tune convolutions once
@@ -227,6 +234,8 @@ class Separator:
             out = separate_msst(self.run, mix, batch_size=self.batch_size, **kwargs)
         else:
             out = separate_tensor(self.run, mix, device=self.device, batch_size=self.batch_size * self.lanes, **kwargs)
+        if self.soft_mask is not None:
+            out = soft_mask(torch.as_tensor(mix, dtype=torch.float32), out, self.soft_mask)
         return norm.undo(out.numpy())
 
     def separate_file(self, path: str | Path, outdir: str | Path, *, two_stems: str | None = None,
@@ -267,17 +276,19 @@ class Separator:
                               engine.finish, encode)
 
     def stream(self, progress: Progress | None = None, length_hint: int | None = None):
-        """A fresh :class:`~stemforge.engine.streaming.OverlapAddStream` with this separator's settings.
+        """A fresh :class:`~stemforge.engine.streaming.OverlapAddStream` with this separator's settings
+        (and the post-filter after it when :attr:`soft_mask` is on).
 
         ``push(block [C, n])`` blocks at the model rate (normalised if ``inference.normalize``), then
         ``finish()``; both return the finished ``(mix [C, n], stems [stems, C, n])`` pieces.
         """
         from .engine.streaming import OverlapAddStream
 
-        return OverlapAddStream(self.run, chunk=self.config.chunk_size, overlap=self.overlap,
+        stream = OverlapAddStream(self.run, chunk=self.config.chunk_size, overlap=self.overlap,
                                 num_stems=len(self.stems), channels=self.config.audio.num_channels,
                                 batch_size=self.batch_size * self.lanes, device=self.device, progress=progress,
                                 length_hint=length_hint)
+        return stream if self.soft_mask is None else SoftMaskedStream(stream, self.soft_mask)
 
     def file_normalization(self, path: str | Path) -> Normalization:
         """What the network's input and output go through for the file ``path``: with

@@ -1,0 +1,127 @@
+"""The soft-mask post-filter equals a plain torch.stft/istft version, streamed or not, and is wired
+into the separator, its streams and the CLI."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from stemforge import Separator
+from stemforge.cli import main
+from stemforge.config import parse_config, read_yaml
+from stemforge.engine.soft_mask import SoftMask, SoftMaskStream, mask_spectra, soft_mask
+from stemforge.errors import StemforgeError
+
+
+def reference(mix: torch.Tensor, stems: torch.Tensor, settings: SoftMask) -> torch.Tensor:
+    """The filter as written in the module docstring, with torch's own STFT pair."""
+    window = torch.hann_window(settings.n_fft)
+    kw = dict(n_fft=settings.n_fft, hop_length=settings.hop, window=window, center=True)
+    spec = lambda x: torch.stft(x, pad_mode="constant", return_complex=True, **kw)  # noqa: E731
+    masked = mask_spectra(spec(mix), torch.stack([spec(s) for s in stems]), settings)
+    return torch.stack([torch.istft(m, length=mix.shape[-1], **kw) for m in masked])
+
+
+def _track(length: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Three noisy 'estimates' and a mixture that is their sum plus what none of them holds."""
+    g = torch.Generator().manual_seed(seed)
+    stems = torch.randn(3, 2, length, generator=g) * torch.tensor([1.0, 0.3, 0.05])[:, None, None]
+    return stems.sum(0) + 0.2 * torch.randn(2, length, generator=g), stems
+
+
+SETTINGS = [SoftMask(1.0, 256, None), SoftMask(1.5, 512, 2.0), SoftMask(2.0, 128, 1.0)]
+
+
+@pytest.mark.parametrize("settings", SETTINGS, ids=["p1", "p1.5-cap2", "p2-cap1"])
+@pytest.mark.parametrize("length", [50, 511, 9_001], ids=["under-a-frame", "one-window", "long"])
+def test_streamed_filter_equals_torch_stft_version(settings, length):
+    mix, stems = _track(length)
+    expected = reference(mix, stems, settings)
+    assert (soft_mask(mix, stems, settings) - expected).abs().max() <= 1e-5
+    stream, pieces, at = SoftMaskStream(settings), [], 0
+    for size in np.random.default_rng(length).integers(1, 900, 100):  # ragged pieces, some under a hop
+        if at >= length:
+            break
+        pieces += stream.push((mix[:, at : at + size], stems[..., at : at + size]))
+        at += int(size)
+    pieces += stream.finish()
+    got_mix, got = torch.cat([m for m, _ in pieces], -1), torch.cat([s for _, s in pieces], -1)
+    assert torch.equal(got_mix, mix)  # each filtered piece comes with its own stretch of the mixture
+    assert got.shape == (3, 2, length) and (got - expected).abs().max() <= 1e-5
+
+
+def test_stream_holds_little_whatever_the_length():
+    settings, stream = SoftMask(1.0, 512, None), None
+    stream = SoftMaskStream(settings)
+    mix, stems = _track(4_000)
+    for _ in range(50):
+        stream.push((mix, stems))
+        assert stream.buf.shape[-1] <= 4_000 + settings.n_fft and stream.acc.shape[-1] <= 4_000 + settings.n_fft
+
+
+def test_without_a_cap_the_stems_sum_to_the_mixture():
+    mix, stems = _track(20_000)
+    out = soft_mask(mix, stems, SoftMask(1.25, 1024, None))
+    assert (out.sum(0) - mix).abs().max() <= 1e-4 * mix.abs().max()
+    assert (stems.sum(0) - mix).abs().max() > 0.5  # the estimates alone did not
+
+
+def test_cap_keeps_every_bin_under_max_gain_times_the_estimate():
+    g = torch.Generator().manual_seed(1)
+    mix = torch.randn(2, 40, 33, generator=g, dtype=torch.complex64)
+    stems = torch.randn(3, 2, 40, 33, generator=g, dtype=torch.complex64) * 0.1
+    free = mask_spectra(mix, stems, SoftMask(1.5, 64, None))
+    capped = mask_spectra(mix, stems, SoftMask(1.5, 64, 2.0))
+    assert (capped.abs() <= 2.0 * stems.abs() * (1 + 1e-5)).all()
+    assert (capped.abs() <= free.abs() * (1 + 1e-5)).all() and (free.abs() > 2.0 * stems.abs()).any()
+    # the mixture's phase, not the estimate's
+    torch.testing.assert_close(torch.angle(capped[capped.abs() > 0]), torch.angle(mix.expand_as(capped)[capped.abs() > 0]))
+
+
+def test_bad_settings_name_the_key(tmp_path, msst_ref):
+    data = read_yaml(msst_ref / "mdx23c_tiny.yaml")
+    for key, value, message in [("soft_mask_power", 0, "soft_mask_power must be > 0"),
+                                ("soft_mask_n_fft", 1000.5, "soft_mask_n_fft"),
+                                ("soft_mask_max_gain", 0.5, "soft_mask_max_gain must be >= 1")]:
+        bad = {**data, "inference": {**(data.get("inference") or {}), key: value}}
+        with pytest.raises(StemforgeError, match=f"bad.yaml: inference.{message}"):
+            parse_config(bad, "bad.yaml")
+
+
+@pytest.fixture
+def masked_config(tmp_path, msst_ref):
+    config = tmp_path / "masked.yaml"
+    config.write_text((msst_ref / "mdx23c_tiny.yaml").read_text().replace(
+        "inference:", "inference:\n  soft_mask: true\n  soft_mask_power: 1.5\n  soft_mask_n_fft: 1024\n  soft_mask_max_gain: 2.0"))
+    return config
+
+
+def test_separator_filters_what_the_network_gives(masked_config, msst_ref):
+    common = dict(checkpoint=msst_ref / "mdx23c_tiny.ckpt", precision="fp32", batch_size=2)
+    on = Separator(config=masked_config, **common)
+    off = Separator(config=masked_config, soft_mask=False, **common)
+    assert on.soft_mask == SoftMask(1.5, 1024, 2.0) and off.soft_mask is None
+    assert Separator(config=msst_ref / "mdx23c_tiny.yaml", **common).soft_mask is None  # MSST configs: off
+    mix = (0.3 * np.random.default_rng(0).standard_normal((2, 30_000))).astype(np.float32)
+    raw = torch.from_numpy(off.separate_mix(mix))
+    expected = soft_mask(torch.from_numpy(mix), raw, on.soft_mask)
+    assert np.abs(on.separate_mix(mix) - expected.numpy()).max() <= 1e-5
+
+
+def test_cli_streams_the_filter_like_in_memory_and_turns_it_off(tmp_path, masked_config, msst_ref):
+    song = tmp_path / "song.wav"
+    sf.write(song, (0.3 * np.random.default_rng(3).standard_normal((60_000, 2))).astype(np.float32), 44100)
+    common = [str(song), "--checkpoint", str(msst_ref / "mdx23c_tiny.ckpt"), "--config", str(masked_config),
+              "--float32", "--precision", "fp32", "--batch-size", "2", "-q"]
+    for name, extra in [("s", []), ("m", ["--in-memory"]), ("off", ["--no-soft-mask"])]:
+        assert main(["separate", "-o", str(tmp_path / name), *common, *extra]) == 0
+    read = lambda d, s: sf.read(tmp_path / d / "mdx23c_tiny" / "song" / f"{s}.wav", dtype="float32")[0].T  # noqa: E731
+    stems = ["vocals", "bass", "drums", "other"]
+    for stem in stems:
+        assert np.abs(read("s", stem) - read("m", stem)).max() <= 1e-5
+    off = torch.from_numpy(np.stack([read("off", s) for s in stems]))
+    mix = torch.from_numpy(sf.read(song, dtype="float32")[0].T.copy())
+    expected = soft_mask(mix, off, SoftMask(1.5, 1024, 2.0))
+    assert np.abs(np.stack([read("s", s) for s in stems]) - expected.numpy()).max() <= 1e-5
