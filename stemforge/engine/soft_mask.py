@@ -109,11 +109,13 @@ class SoftMaskStream:
         n_fft, hop = self.settings.n_fft, self.settings.hop
         available = self.buf_start + self.buf.shape[-1]
         frames = 0 if available < self.next_frame * hop + n_fft else (available - n_fft) // hop - self.next_frame + 1
-        while frames > 0:
+        pieces = []
+        while frames > 0:  # emitting after every step keeps acc short however long the piece
             step = min(frames, FRAMES_PER_STEP)
             self._filter(step)
             frames -= step
-        return self._emit()
+            pieces += self._emit(last=frames == 0)
+        return pieces or self._emit(last=True)
 
     def _filter(self, count: int) -> None:
         """Filter ``count`` frames from ``next_frame`` and overlap-add them into ``acc``."""
@@ -135,10 +137,11 @@ class SoftMaskStream:
             self.norm[a : a + n_fft] += squared
         self.next_frame += count
 
-    def _emit(self) -> list[Piece]:
-        """Return the samples no later frame will touch, and forget what no later frame needs."""
+    def _emit(self, last: bool) -> list[Piece]:
+        """Return the samples no later frame will touch (all of them once the track has ended and
+        ``last`` frames have run), and forget what no later frame needs."""
         hop = self.settings.hop
-        final = self.next_frame * hop if self.end is None else self.end
+        final = self.next_frame * hop if self.end is None or not last else self.end
         upto = min(final, self.end if self.end is not None else self.buf_start + self.buf.shape[-1])
         pieces = []
         if upto > self.emitted:
