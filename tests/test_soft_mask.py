@@ -52,6 +52,12 @@ def test_streamed_filter_equals_torch_stft_version(settings, length):
     assert got.shape == (3, 2, length) and (got - expected).abs().max() <= 1e-5
 
 
+def test_whole_track_in_slices_equals_torch_stft_version():
+    mix, stems = _track(300_000)  # longer than the slices soft_mask() feeds its stream
+    settings = SoftMask(1.25, 1024, None)
+    assert (soft_mask(mix, stems, settings) - reference(mix, stems, settings)).abs().max() <= 1e-5
+
+
 def test_stream_holds_little_whatever_the_length():
     settings, stream = SoftMask(1.0, 512, None), None
     stream = SoftMaskStream(settings)

@@ -159,8 +159,10 @@ class SoftMaskStream:
 
 def soft_mask(mix: torch.Tensor, stems: torch.Tensor, settings: SoftMask) -> torch.Tensor:
     """The post-filter over a whole track: ``mix: [C, n]``, ``stems: [S, C, n]`` -> ``[S, C, n]``."""
-    stream = SoftMaskStream(settings)
-    pieces = stream.push((mix, stems)) + stream.finish()
+    stream, pieces, step = SoftMaskStream(settings), [], 1 << 18  # in slices: no second copy of the track
+    for at in range(0, mix.shape[-1], step):
+        pieces += stream.push((mix[:, at : at + step], stems[..., at : at + step]))
+    pieces += stream.finish()
     return torch.cat([s for _, s in pieces], -1)
 
 
