@@ -110,7 +110,7 @@ def stages(args) -> dict:
     OverlapAddStream.push = timed(OverlapAddStream.push, "engine")
     OverlapAddStream.finish = timed(OverlapAddStream.finish, "engine")
     sep = Separator(checkpoint=args.ckpt, config=args.config, precision="fp32", device="cpu", batch_size=1,
-                    lanes=1)  # one lane: the stages are then consecutive on one thread and add up to the wall
+                    soft_mask=False, lanes=1)  # one lane: stages run one after another, adding up to the wall
     sep.loaded.model.stft = timed(sep.loaded.model.stft, "STFT")
     sep.runner.backend = timed(sep.runner.backend, "network")
     sep.runner.istft = timed(sep.runner.istft, "iSTFT")
@@ -193,7 +193,7 @@ def plain_loop_rows(args) -> list[str]:
         os.environ["STEMFORGE_CACHE"] = d
         ckpt = model_checkpoint(args.model, CONFIGS[args.model], Path(d))
         seps = {b: Separator(checkpoint=ckpt, config=CONFIGS[args.model], precision="fp32", device="cpu", batch_size=1,
-                             overlap=4, backend=b) for b in ("eager", "onnx")}
+                             soft_mask=False, overlap=4, backend=b) for b in ("eager", "onnx")}
         for sep in seps.values():
             sep.separate_mix(mix[:, :44100])  # warm-up
         for _ in range(args.repeats):

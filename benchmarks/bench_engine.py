@@ -61,7 +61,8 @@ def worker(args: argparse.Namespace) -> None:
         code = main(["separate", args.wav, "-o", args.out, "--checkpoint", args.ckpt, "--config", args.config,
                      "--overlap", str(args.overlap), "--batch-size", str(args.batch), "--precision",
                      args.precision, "--device", "cpu", "--backend", args.backend, "--lanes", str(args.lanes),
-                     "--threads", str(torch.get_num_threads()), "-q"])  # the plain loop's count, not auto
+                     "--threads", str(torch.get_num_threads()), "--no-soft-mask",  # the plain loop has none
+                     "-q"])  # threads: the plain loop's count, not auto
         assert code == 0
     else:
         from stemforge.engine.reference import reference_separate

@@ -34,6 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 SONG = ("vocals", "drums", "bass", "other")
 KIT = ("kick", "snare", "toms", "hihat", "cymbals")
 MUSDB_STREAMS = ("mixture", "drums", "bass", "other", "vocals")
+NO_MASK = "no-soft-mask"
 
 
 def score(refs: dict[str, np.ndarray], ests: dict[str, np.ndarray], mix: np.ndarray) -> dict[str, float | None]:
@@ -71,7 +72,7 @@ def alone(rows: dict, seps: dict, refs: dict[str, np.ndarray], x: np.ndarray) ->
     return rows
 
 
-def synthetic(folder: Path, song, kit, chain, members: dict, rate: int) -> tuple[list[str], dict]:
+def synthetic(folder: Path, song, kit, chain, members: dict, unmasked: dict, rate: int) -> tuple[list[str], dict]:
     from stemforge.audio import load_audio
 
     rows = {"song": [], "kit": [], "chain": []}
@@ -87,18 +88,20 @@ def synthetic(folder: Path, song, kit, chain, members: dict, rate: int) -> tuple
             seconds[key] += time.perf_counter() - start
             est = est if isinstance(est, dict) else dict(zip(sep.stems, est))
             rows[key].append(score({s: audio[s] for s in refs}, est, x))
-        alone(rows["kit"][-1], members, {s: audio[s] for s in KIT}, drums)
+        alone(rows["song"][-1], {NO_MASK: unmasked["default"]}, {s: audio[s] for s in SONG}, mix)
+        alone(rows["kit"][-1], {NO_MASK: unmasked["drums"], **members}, {s: audio[s] for s in KIT}, drums)
         print(f"{track.name}: " + ", ".join(f"{s} {rows['song'][-1][s] or float('nan'):.1f}" for s in SONG), flush=True)
     lines = [f"Held-out synthetic songs: {len(tracks)} songs x {seconds['audio'] / len(tracks):.0f} s from `{folder}`.", ""]
-    lines += table("default: 4 stems from the mixture (dB)", rows["song"], SONG, {"": "stemforge default", "/mix": "mixture as estimate"})
+    lines += table("default: 4 stems from the mixture (dB)", rows["song"], SONG,
+                   {"": "stemforge default", "/" + NO_MASK: "default without the soft mask", "/mix": "mixture as estimate"})
     lines += table("drums: kit pieces from the true drum stem (dB)", rows["kit"], KIT,
-                   {"": "stemforge drums", **member_columns(members), "/mix": "drum stem as estimate"})
+                   {"": "stemforge drums", **kit_columns(members), "/mix": "drum stem as estimate"})
     lines += table("--drum-kit: kit pieces from the full mixture (dB)", rows["chain"], KIT, {"": "stemforge default+drums", "/mix": "mixture as estimate"})
     rtf = {k: seconds[k] / seconds["audio"] for k in ("song", "kit", "chain")}
     return lines, rtf
 
 
-def quiet_drums(folder: Path, kit, members: dict, rate: int) -> list[str]:
+def quiet_drums(folder: Path, kit, members: dict, unmasked: dict, rate: int) -> list[str]:
     """``drums`` and its members on drum views (``mixture.wav`` = the drum stem, one WAV per piece)."""
     from stemforge.audio import load_audio
 
@@ -107,27 +110,32 @@ def quiet_drums(folder: Path, kit, members: dict, rate: int) -> list[str]:
     for track in tracks:
         drums = load_audio(track / "mixture.wav", rate)
         refs = {p: load_audio(track / f"{p}.wav", rate) for p in KIT}
-        rows.append(alone(score(refs, dict(zip(kit.stems, kit.separate_mix(drums))), drums), members, refs, drums))
+        rows.append(alone(score(refs, dict(zip(kit.stems, kit.separate_mix(drums))), drums),
+                          {NO_MASK: unmasked["drums"], **members}, refs, drums))
     return table(f"drums: kit pieces from {len(tracks)} held-out drum stems with the hi-hat and cymbals turned down "
                  f"(`{folder}`) (dB)", rows, KIT,
-                 {"": "stemforge drums", **member_columns(members), "/mix": "drum stem as estimate"})
+                 {"": "stemforge drums", **kit_columns(members), "/mix": "drum stem as estimate"})
 
 
-def musdb_clip(path: Path, song, rate: int) -> list[str]:
+def musdb_clip(path: Path, song, unmasked: dict, rate: int) -> list[str]:
     from stemforge.audio import load_audio
 
     audio = {n: load_audio(path, rate, stream=i) for i, n in enumerate(MUSDB_STREAMS)}
     est = dict(zip(song.stems, song.separate_mix(audio["mixture"])))
-    row = score({s: audio[s] for s in SONG}, est, audio["mixture"])
+    row = alone(score({s: audio[s] for s in SONG}, est, audio["mixture"]), {NO_MASK: unmasked["default"]},
+                {s: audio[s] for s in SONG}, audio["mixture"])
     return table(f"Real: MUSDB18 sample `{path.name}` ({audio['mixture'].shape[-1] / rate:.1f} s), default (dB)",
-                 [row], SONG, {"": "stemforge default", "/mix": "mixture as estimate"})
+                 [row], SONG, {"": "stemforge default", "/" + NO_MASK: "default without the soft mask",
+                               "/mix": "mixture as estimate"})
 
 
-def member_columns(members: dict) -> dict[str, str]:
-    return {"/" + name: f"{name} alone (a member of the drums bag)" for name in members}
+def kit_columns(members: dict) -> dict[str, str]:
+    """Row labels of the kit tables: drums without the soft mask, then each bag member alone (no soft mask)."""
+    return {"/" + NO_MASK: "drums without the soft mask",
+            **{"/" + name: f"{name} alone (a member of the drums bag, no soft mask)" for name in members}}
 
 
-def stemgmd(folder: Path, kit, members: dict, rate: int) -> list[str]:
+def stemgmd(folder: Path, kit, members: dict, unmasked: dict, rate: int) -> list[str]:
     from stemforge.audio import load_audio
 
     rows, names = [], []
@@ -140,12 +148,12 @@ def stemgmd(folder: Path, kit, members: dict, rate: int) -> list[str]:
         ours = dict(zip(kit.stems, kit.separate_mix(mix)))
         row = score(refs, ours, mix)
         row.update({k + "/larsnet": v for k, v in score(refs, larsnet, mix).items() if not k.endswith("/mix")})
-        alone(row, members, refs, mix)
+        alone(row, {NO_MASK: unmasked["drums"], **members}, refs, mix)
         rows.append(row)
         names.append(kit_dir.name)
         print(f"{kit_dir.name}: " + ", ".join(f"{p} {row[p] or float('nan'):.1f} (LarsNet {row[p + '/larsnet'] or float('nan'):.1f})" for p in KIT), flush=True)
     return table(f"Real: StemGMD kits {', '.join(names)} (mean of {len(rows)} clips), drums (dB)", rows, KIT,
-                 {"": "stemforge drums", **member_columns(members), "/larsnet": "LarsNet (its own outputs)",
+                 {"": "stemforge drums", **kit_columns(members), "/larsnet": "LarsNet (its own outputs)",
                   "/mix": "drum mix as estimate"})
 
 
@@ -168,15 +176,18 @@ def main() -> None:
     threads = set_threads(args.threads)
     song, kit = Separator("default", precision="fp32"), Separator("drums", precision="fp32")
     drums = registry.get_model("drums")
-    members = {m.name: Separator(m.name, precision="fp32") for m in registry.bag_members(drums)} if drums.is_bag else {}
+    members = ({m.name: Separator(m.name, precision="fp32", soft_mask=False) for m in registry.bag_members(drums)}
+               if drums.is_bag else {})
+    unmasked = {name: Separator(name, precision="fp32", soft_mask=False) for name in ("default", "drums")}
     chain = DrumKitSeparator(song, kit)
     rate = song.sample_rate
-    lines, rtf = synthetic(args.synth, song, kit, chain, members, rate)
+    lines, rtf = synthetic(args.synth, song, kit, chain, members, unmasked, rate)
     if args.quiet_drums:
-        lines += quiet_drums(args.quiet_drums, kit, members, rate)
-    lines += musdb_clip(next(args.dev.glob("*.stem.mp4")), song, rate)
-    lines += stemgmd(args.dev / "stemgmd", kit, members, rate)
+        lines += quiet_drums(args.quiet_drums, kit, members, unmasked, rate)
+    lines += musdb_clip(next(args.dev.glob("*.stem.mp4")), song, unmasked, rate)
+    lines += stemgmd(args.dev / "stemgmd", kit, members, unmasked, rate)
     lines += ["**Speed** (processing seconds per audio second, fp32, eager, batch auto, "
+              f"soft mask {'on' if song.soft_mask and kit.soft_mask else 'as configured'}, "
               f"overlap {song.overlap}, {threads} threads, {song.lanes} lane(s), on the synthetic songs)", "",
               "| default | drums | default+drums (--drum-kit) |", "|---|---|---|",
               f"| {rtf['song']:.3f} | {rtf['kit']:.3f} | {rtf['chain']:.3f} |", ""]

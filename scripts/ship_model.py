@@ -14,7 +14,7 @@ scored first. See MODELS.md.
     python scripts/ship_model.py --run runs/default --name default --weights auto --valid corpus/valid \
         --description "4-stem MDX23C trained on the synthetic corpus"
     python scripts/ship_model.py --name drums --members drums-base=kick,snare drums-hihat=hihat \
-        drums-toms-cymbals=toms,cymbals --valid corpus/drums_valid --description "..."
+        drums-toms=toms drums-cymbals=cymbals --valid corpus/drums_valid --description "..."
 """
 
 from __future__ import annotations

@@ -43,8 +43,9 @@ def test_a_registered_bag_mixes_its_members_estimates_per_stem(members, mix, mon
                             members=(BagMember("a", {"vocals": 1, "drums": 2, "other": 1}),
                                      BagMember("b", {"bass": 3, "other": 1})))}
     monkeypatch.setattr(registry, "load_registry", lambda path=None: entries)
-    bag = Separator("ab", batch_size=2).separate(mix)
-    a, b = (Separator(name, batch_size=2).separate(mix) for name in ("a", "b"))
+    # the soft mask of the shipped config works on the bag's output, so it is off to compare the members
+    bag = Separator("ab", batch_size=2, soft_mask=False).separate(mix)
+    a, b = (Separator(name, batch_size=2, soft_mask=False).separate(mix) for name in ("a", "b"))
     expected = {"vocals": a["vocals"], "bass": b["bass"], "drums": a["drums"], "other": (a["other"] + b["other"]) / 2}
     for stem in STEMS:
         np.testing.assert_allclose(bag[stem], expected[stem], atol=2e-5, err_msg=stem)

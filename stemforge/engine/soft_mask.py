@@ -53,7 +53,8 @@ class SoftMask:
 
 
 def mask_spectra(mix: torch.Tensor, stems: torch.Tensor, settings: SoftMask) -> torch.Tensor:
-    """``mix: [..., bins]`` complex, ``stems: [stems, ..., bins]`` complex -> filtered ``[stems, ..., bins]``."""
+    """``mix: [..., bins]`` complex, ``stems: [stems, ..., bins]`` complex -> ``G_j * mix`` per stem
+    ``[stems, ..., bins]`` (the gains of the module docstring)."""
     magnitude = stems.abs()
     weight = magnitude.pow(settings.power)
     gain = weight / weight.sum(0).clamp_min(torch.finfo(weight.dtype).tiny)
@@ -64,8 +65,8 @@ def mask_spectra(mix: torch.Tensor, stems: torch.Tensor, settings: SoftMask) -> 
 
 class SoftMaskStream:
     """Feed ``push(piece)`` with consecutive ``(mix [C, n], stems [S, C, n])`` pieces, then ``finish()``;
-    each returns the filtered pieces finished so far (``n_fft / 2`` samples behind the input, at most
-    one piece's worth more)."""
+    each returns the filtered pieces finished so far, which end at most ``n_fft / 2`` samples before
+    the input received. Held: the last piece and ``n_fft`` samples of mixture, stems and output."""
 
     def __init__(self, settings: SoftMask):
         self.settings = settings
