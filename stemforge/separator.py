@@ -285,9 +285,9 @@ class Separator:
         from .engine.streaming import OverlapAddStream
 
         stream = OverlapAddStream(self.run, chunk=self.config.chunk_size, overlap=self.overlap,
-                                num_stems=len(self.stems), channels=self.config.audio.num_channels,
-                                batch_size=self.batch_size * self.lanes, device=self.device, progress=progress,
-                                length_hint=length_hint)
+                                  num_stems=len(self.stems), channels=self.config.audio.num_channels,
+                                  batch_size=self.batch_size * self.lanes, device=self.device, progress=progress,
+                                  length_hint=length_hint)
         return stream if self.soft_mask is None else SoftMaskedStream(stream, self.soft_mask)
 
     def file_normalization(self, path: str | Path) -> Normalization:

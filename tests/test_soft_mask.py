@@ -59,7 +59,7 @@ def test_whole_track_in_slices_equals_torch_stft_version():
 
 
 def test_stream_holds_little_whatever_the_length():
-    settings, stream = SoftMask(1.0, 512, None), None
+    settings = SoftMask(1.0, 512, None)
     stream = SoftMaskStream(settings)
     mix, stems = _track(4_000)
     for _ in range(50):

@@ -71,6 +71,7 @@ class SoftMaskStream:
     def __init__(self, settings: SoftMask):
         self.settings = settings
         self.window = torch.hann_window(settings.n_fft)
+        self.window_squared = self.window.square()  # what each frame adds to norm
         self.buf: torch.Tensor | None = None  # [1 + S, C, m]: mix and stems from padded position buf_start
         self.buf_start = 0
         self.next_frame = 0
@@ -78,13 +79,12 @@ class SoftMaskStream:
         self.norm = torch.zeros(0)  # summed squared window, from acc_start
         self.acc_start = 0
         self.emitted = settings.n_fft // 2  # padded position of the first sample not yet returned
-        self.end: int | None = None  # padded position one past the last real sample, known at finish()
-        self.finished = False
+        self.end: int | None = None  # padded position one past the last real sample, set by finish()
 
     @torch.inference_mode()
     def push(self, piece: Piece) -> list[Piece]:
         mix, stems = piece
-        if self.finished:
+        if self.end is not None:
             raise RuntimeError("push() after finish()")
         both = torch.cat([mix[None].float(), stems.float()], 0)
         if self.buf is None:
@@ -97,11 +97,10 @@ class SoftMaskStream:
 
     @torch.inference_mode()
     def finish(self) -> list[Piece]:
-        if self.finished:
+        if self.end is not None:
             raise RuntimeError("finish() called twice")
         if self.buf is None:
             raise ValueError("no audio was pushed")
-        self.finished = True
         self.end = self.buf_start + self.buf.shape[-1]
         self.buf = torch.cat([self.buf, self.buf.new_zeros(*self.buf.shape[:-1], self.settings.n_fft // 2)], -1)
         return self._run()
@@ -131,19 +130,19 @@ class SoftMaskStream:
         if grow > 0:
             self.acc = torch.cat([self.acc, self.acc.new_zeros(*self.acc.shape[:-1], grow)], -1)
             self.norm = torch.cat([self.norm, self.norm.new_zeros(grow)])
-        squared = self.window.square()
         for f in range(count):
             a = first + f * hop - self.acc_start
             self.acc[..., a : a + n_fft] += out[:, :, f]
-            self.norm[a : a + n_fft] += squared
+            self.norm[a : a + n_fft] += self.window_squared
         self.next_frame += count
 
     def _emit(self, last: bool) -> list[Piece]:
         """Return the samples no later frame will touch (all of them once the track has ended and
         ``last`` frames have run), and forget what no later frame needs."""
         hop = self.settings.hop
-        final = self.next_frame * hop if self.end is None or not last else self.end
-        upto = min(final, self.end if self.end is not None else self.buf_start + self.buf.shape[-1])
+        upto = self.next_frame * hop  # where the next frame starts
+        if self.end is not None:
+            upto = self.end if last else min(upto, self.end)
         pieces = []
         if upto > self.emitted:
             a = slice(self.emitted - self.acc_start, upto - self.acc_start)
