@@ -90,12 +90,14 @@ def _add_export_onnx(sub) -> None:
 
 def _add_bench(sub) -> None:
     p = sub.add_parser("bench", help="measure separation speed and memory on this machine (~30 s)",
-                       description="Separate a generated clip with the shipped default model per backend and "
-                                   "precision, each in a fresh process; print real-time factor and peak RSS.")
+                       description="Separate a generated clip with a registered model (the shipped default "
+                                   "unless --model names another) per backend and precision, each in a fresh "
+                                   "process; print real-time factor and peak RSS.")
     p.add_argument("--seconds", type=float, default=10.0, help="clip length (default: 10)")
     p.add_argument("--backends", nargs="+", default=["eager", "onnx"], choices=BACKENDS)
     p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=("fp32", "bf16", "fp16"))
-    p.add_argument("--config", type=Path, help="time a random-weight model of this config instead of the shipped default")
+    p.add_argument("-n", "--model", default="default", help="registered model to time (default: default)")
+    p.add_argument("--config", type=Path, help="time a random-weight model of this config instead")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", default="auto")
     p.set_defaults(func=run_bench)
@@ -196,7 +198,7 @@ def run_bench(args: argparse.Namespace) -> int:
     from .engine.bench import run
 
     run(seconds=args.seconds, backends=args.backends, precisions=args.precisions, config=args.config,
-        device=args.device, threads=args.threads)
+        device=args.device, threads=args.threads, model=args.model)
     return 0
 
 

@@ -126,4 +126,4 @@ def test_stemforge_bench_times_the_shipped_default(capsys):
     rows = run(seconds=3.0, backends=("eager",), precisions=("fp32",), threads="2")
     assert len(rows) == 1 and rows[0]["rtf"] > 0 and rows[0]["rss_mb"] > 0
     out = capsys.readouterr().out
-    assert "default (shipped)" in out and "| eager | fp32 |" in out
+    assert "default (registered)" in out and "| eager | fp32 |" in out

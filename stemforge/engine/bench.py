@@ -1,9 +1,10 @@
 """``stemforge bench``: how fast and how lean separation is on this machine, in about 30 seconds.
 
-Each backend x precision separates the same generated clip with the shipped ``default`` model
-(or a random-weight model of ``--config``) in a fresh process (so peak RSS is that run's own),
-streaming from a WAV to WAVs as ``stemforge separate`` does. Reported: start-up (model load, export or compile, one warm-up chunk), the
-real-time factor of the separation itself (seconds per second of audio) and peak RSS.
+Each backend x precision separates the same generated clip with a registered model (the shipped
+``default`` unless ``--model`` names another) or a random-weight model of ``--config``, in a fresh
+process (so peak RSS is that run's own), streaming from a WAV to WAVs as ``stemforge separate`` does.
+Reported: start-up (model load, export or compile, one warm-up chunk), the real-time factor of the
+separation itself (seconds per second of audio) and peak RSS.
 """
 
 from __future__ import annotations
@@ -19,12 +20,11 @@ import time
 from pathlib import Path
 
 def run(seconds: float = 10.0, backends=("eager", "onnx"), precisions=("fp32", "bf16"), config=None,
-        device: str = "cpu", threads: str = "auto") -> list[dict]:
+        device: str = "cpu", threads: str = "auto", model: str = "default") -> list[dict]:
     """Measure every backend x precision (ONNX: fp32 only) and print a Markdown table."""
     import numpy as np
     import soundfile as sf
 
-    from .. import registry
     from ..separator import random_checkpoint
     from .backends import cache_dir
     from .device import set_threads
@@ -33,11 +33,10 @@ def run(seconds: float = 10.0, backends=("eager", "onnx"), precisions=("fp32", "
     rows = []
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        if config is None:
-            ckpt, config = registry.fetch_model("default", progress=False)
-            name = "default (shipped)"
+        if config is None:  # the worker loads the registered model by name
+            source, config, name = model, "", f"{model} (registered)"
         else:
-            ckpt, name = random_checkpoint(config, tmp / "bench.ckpt"), f"{config} (random weights)"
+            source, name = random_checkpoint(config, tmp / "bench.ckpt"), f"{config} (random weights)"
         wav = tmp / "clip.wav"
         noise = 0.2 * np.random.default_rng(0).standard_normal((int(seconds * 44100), 2))
         sf.write(wav, noise.astype(np.float32), 44100)
@@ -50,7 +49,7 @@ def run(seconds: float = 10.0, backends=("eager", "onnx"), precisions=("fp32", "
             for precision in precisions:
                 if backend == "onnx" and precision != "fp32":
                     continue
-                args = [str(ckpt), str(config), str(wav), str(tmp / backend), backend, precision, device, str(n_threads)]
+                args = [str(source), str(config), str(wav), str(tmp / backend), backend, precision, device, str(n_threads)]
                 res = subprocess.run([sys.executable, "-m", "stemforge.engine.bench", *args],
                                      capture_output=True, text=True, env=env)
                 if res.returncode:
@@ -81,15 +80,18 @@ def machine(threads: int) -> str:
     return f"{cpu}, {threads} torch thread(s), Python {platform.python_version()}, torch {torch.__version__}"
 
 
-def worker(ckpt: str, config: str, wav: str, out: str, backend: str, precision: str, device: str, threads: str) -> dict:
-    """One measurement (run in its own process)."""
+def worker(source: str, config: str, wav: str, out: str, backend: str, precision: str, device: str,
+           threads: str) -> dict:
+    """One measurement (run in its own process): ``source`` is a checkpoint with its ``config``, or a
+    registered model's name when ``config`` is empty."""
     import torch
 
     from ..separator import Separator
 
     torch.set_num_threads(int(threads))
     start = time.perf_counter()
-    sep = Separator(checkpoint=ckpt, config=config, backend=backend, precision=precision, device=device)
+    model = dict(checkpoint=source, config=config) if config else dict(model=source)
+    sep = Separator(**model, backend=backend, precision=precision, device=device)
     sep.runner(torch.zeros(sep.batch_size, sep.config.audio.num_channels, sep.config.chunk_size))  # compiles here
     loaded = time.perf_counter()
     sep.separate_file(wav, Path(out) / "run")
