@@ -131,6 +131,8 @@ def test_cmx_reduction_out_of_range_is_refused(tmp_path):
     ("drums_finetune_hihat_quiet.yaml", "drums.yaml"), ("drums_finetune_toms_cymbals_quiet.yaml", "drums.yaml"),
     ("drums_finetune_hihat_quieter.yaml", "drums.yaml"), ("drums_finetune_cymbals_quiet.yaml", "drums.yaml"),
     ("drums_finetune_toms_quiet.yaml", "drums.yaml"), ("default_finetune_bass.yaml", "default.yaml"),
+    ("default_finetune_drums.yaml", "default.yaml"), ("default_finetune_other.yaml", "default.yaml"),
+    ("default_finetune_vocals.yaml", "default.yaml"),
 ])
 def test_fine_tuning_configs_build_the_shipped_network(name, ships_with):
     """Their weights ship with a config in stemforge/configs/, so the copies may differ only in training."""
