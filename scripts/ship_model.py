@@ -8,7 +8,8 @@ its sha256 and size in ``stemforge/registry.json``, whose entry NAME points at t
 (``--config``, default ``stemforge/configs/NAME.yaml``). ``--score-stems`` limits the ``auto`` score
 to the stems a specialist is shipped for; with several ``--valid`` folders the score is the mean over
 them. With ``--members`` it writes a bag instead (:class:`stemforge.models.StemBag`): registered
-networks, each contributing the stems listed after it; with ``--valid`` every member and the bag are
+networks, each contributing the stems listed after it (``STEM:WEIGHT`` where several members give one
+stem, which is then their weighted mean); with ``--valid`` every member and the bag are
 scored first. See MODELS.md.
 
     python scripts/ship_model.py --run runs/default --name default --weights auto --valid corpus/valid \
@@ -41,7 +42,8 @@ def main() -> None:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--run", type=Path, help="training results folder (holds best.ckpt)")
     source.add_argument("--members", nargs="+", metavar="MODEL=STEM,STEM",
-                        help="ship a bag of registered networks, each giving the stems listed after it")
+                        help="ship a bag of registered networks, each giving the stems listed after it "
+                             "(STEM:WEIGHT to weigh a stem that several members give; default weight 1)")
     p.add_argument("--name", required=True, help="registry name")
     p.add_argument("--config", type=Path, help="packaged YAML of the network (default stemforge/configs/NAME.yaml)")
     p.add_argument("--score-stems", help="comma-separated stems that --weights auto scores (default: all)")
@@ -155,14 +157,19 @@ def report(what: str, mean: float, per_stem: dict[str, float], valid: list[Path]
 
 
 def ship_bag(name: str, specs: list[str], valid: list[Path] | None, description: str) -> None:
-    """Write the registry entry of a bag; ``specs``: ``MODEL=STEM,STEM`` (weight 1 for those stems)."""
+    """Write the registry entry of a bag; ``specs``: ``MODEL=STEM[:WEIGHT],...`` (weight 1 if not given;
+    a stem given by several members is their weighted mean)."""
     from stemforge import registry
     from stemforge.separator import load_bag, resolve_model
 
     members = []
     for spec in specs:
         model, _, stems = spec.partition("=")
-        members.append({"model": model, "weights": {s: 1.0 for s in stems.split(",") if s}})
+        weights = {}
+        for item in filter(None, stems.split(",")):
+            stem, _, weight = item.partition(":")
+            weights[stem] = float(weight or 1.0)
+        members.append({"model": model, "weights": weights})
     first = registry.get_model(members[0]["model"])
     entry = {
         "name": name, "architecture": "bag", "description": description, "stems": list(first.stems),
