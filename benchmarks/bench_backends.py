@@ -33,7 +33,7 @@ SECTIONS = ("backends", "stages", "plain", "waste", "batch")
 TITLES = {"backends": "Backends, precision", "stages": "Stages", "plain": "Engine vs the plain loop",
           "waste": "Waste removed", "batch": "Batch size"}
 CONFIGS = {"small": REPO / "configs" / "mdx23c_small.yaml", "musdb18": REPO / "configs" / "mdx23c_musdb18.yaml",
-           "default": REPO / "stemforge" / "configs" / "default.yaml"}  # default: the shipped weights
+           "default": REPO / "stemforge" / "configs" / "default.yaml"}  # default: the shipped default-base network
 
 
 # -- workers (each in its own process) ---------------------------------------------------------
@@ -323,7 +323,7 @@ def main() -> None:
     command = "python " + " ".join([str(Path(__file__).relative_to(REPO))] + sys.argv[1:])
     text = ["# " + "; ".join(TITLES[s] for s in args.sections), "",
             f"Machine: {head}. Large-GEMM fp32 (2048^2 matmul, best of 10) at that thread count: {gemm:.0f} GFLOP/s.",
-            f"Command: `{command}`. Random weights (default: the shipped weights); medians of {args.chunks} chunks (small) / {args.musdb_chunks} "
+            f"Command: `{command}`. Random weights (default: the shipped default-base network); medians of {args.chunks} chunks (small) / {args.musdb_chunks} "
             "(musdb18) unless said otherwise."]
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)

@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIGS = {  # name: (yaml, clip seconds)
     "musdb18": (REPO / "configs" / "mdx23c_musdb18.yaml", 12),
     "small": (REPO / "configs" / "mdx23c_small.yaml", 60),
-    "default": (REPO / "stemforge" / "configs" / "default.yaml", 60),  # the shipped weights
+    "default": (REPO / "stemforge" / "configs" / "default.yaml", 60),  # the shipped default-base network
 }
 
 
@@ -211,7 +211,7 @@ def write_section(path: Path, key: str, rows: list[dict], ceiling: float, comman
         "",
         f"Machine: {machine()}. Large-GEMM fp32 ceiling measured in the same run: {ceiling:.0f} GFLOP/s.",
         f"Command: `{command}` ({repeats} run(s) per cell, median; each run a fresh process).",
-        "Random-weight checkpoints (default: the shipped weights), noise input. RTF = wall seconds / audio seconds, including model load, "
+        "Random-weight checkpoints (default: the shipped default-base network), noise input. RTF = wall seconds / audio seconds, including model load, "
         "decode, separation and writing PCM16 WAVs. Peak RSS is the process's maxrss. Network share = time in "
         "the network / wall, and with L lanes the network time summed over the lanes / (L x wall); "
         "GFLOP/s = network FLOPs (torch FlopCounterMode) / network time (per lane).",

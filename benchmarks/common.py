@@ -49,15 +49,17 @@ def replace_section(path: Path, key: str, body: str) -> None:
     path.write_text(text)
 
 
-SHIPPED = ("default", "drums")
+SHIPPED = {"default": "default-base"}
+"""Benchmark config name -> the shipped network it times. The engine benchmarks time one network: the
+``default`` bag's one-network sibling (the network that was ``default`` before the bag)."""
 
 
 def model_checkpoint(name: str, config: Path, tmp: Path) -> Path:
-    """The shipped weights for ``default``/``drums``; a random-weight checkpoint of ``config`` otherwise."""
+    """The shipped weights of ``SHIPPED[name]``; a random-weight checkpoint of ``config`` otherwise."""
     if name in SHIPPED:
         from stemforge import registry
 
-        return registry.fetch_model(name, progress=False)[0]
+        return registry.fetch_model(SHIPPED[name], progress=False)[0]
     from stemforge.separator import random_checkpoint
 
     return random_checkpoint(config, tmp / f"{name}.ckpt")

@@ -3,7 +3,8 @@
 * held-out synthetic songs (``stemforge synth`` with a seed never used in training): SDR per stem
   of ``default`` on the mixture, of ``drums`` on the true drum stem, and of the ``--drum-kit``
   chain (kit pieces from the full mixture), each beside the mixture-as-estimate baseline; when
-  ``drums`` is a bag, each of its member networks is also scored alone on the kit tables;
+  a model is a bag, each of its member networks is also scored alone (no soft mask), and
+  ``default-base``, the one-network option, as users run it (with its soft mask);
 * optionally (``--quiet-drums``) drum stems whose hi-hat and cymbals were turned down
   (``scripts/scale_stems.py``), the level at which real kits often hold them: ``drums`` and its members;
 * real clips in ``../shared/data/dev``: the MUSDB18 sample (``.stem.mp4``) and the StemGMD kits,
@@ -35,6 +36,7 @@ SONG = ("vocals", "drums", "bass", "other")
 KIT = ("kick", "snare", "toms", "hihat", "cymbals")
 MUSDB_STREAMS = ("mixture", "drums", "bass", "other", "vocals")
 NO_MASK = "no-soft-mask"
+BASE = "default-base"  # the one-network 4-stem model that the default bag's specialists were fine-tuned from
 
 
 def score(refs: dict[str, np.ndarray], ests: dict[str, np.ndarray], mix: np.ndarray) -> dict[str, float | None]:
@@ -72,11 +74,11 @@ def alone(rows: dict, seps: dict, refs: dict[str, np.ndarray], x: np.ndarray) ->
     return rows
 
 
-def synthetic(folder: Path, song, kit, chain, members: dict, unmasked: dict, rate: int) -> tuple[list[str], dict]:
+def synthetic(folder: Path, song, kit, chain, base, members: dict, unmasked: dict, rate: int) -> tuple[list[str], dict]:
     from stemforge.audio import load_audio
 
     rows = {"song": [], "kit": [], "chain": []}
-    seconds = {"song": 0.0, "kit": 0.0, "chain": 0.0, "audio": 0.0}
+    seconds = {"song": 0.0, "kit": 0.0, "chain": 0.0, "base": 0.0, "audio": 0.0}
     tracks = sorted(p for p in folder.iterdir() if (p / "mixture.wav").exists())
     for track in tracks:
         audio = {n: load_audio(track / f"{n}.wav", rate) for n in ("mixture",) + SONG + KIT}
@@ -88,16 +90,20 @@ def synthetic(folder: Path, song, kit, chain, members: dict, unmasked: dict, rat
             seconds[key] += time.perf_counter() - start
             est = est if isinstance(est, dict) else dict(zip(sep.stems, est))
             rows[key].append(score({s: audio[s] for s in refs}, est, x))
-        alone(rows["song"][-1], {NO_MASK: unmasked["default"]}, {s: audio[s] for s in SONG}, mix)
-        alone(rows["kit"][-1], {NO_MASK: unmasked["drums"], **members}, {s: audio[s] for s in KIT}, drums)
+        start = time.perf_counter()
+        alone(rows["song"][-1], {BASE: base}, {s: audio[s] for s in SONG}, mix)
+        seconds["base"] += time.perf_counter() - start
+        alone(rows["song"][-1], {NO_MASK: unmasked["default"], **members["default"]}, {s: audio[s] for s in SONG}, mix)
+        alone(rows["kit"][-1], {NO_MASK: unmasked["drums"], **members["drums"]}, {s: audio[s] for s in KIT}, drums)
         print(f"{track.name}: " + ", ".join(f"{s} {rows['song'][-1][s] or float('nan'):.1f}" for s in SONG), flush=True)
     lines = [f"Held-out synthetic songs: {len(tracks)} songs x {seconds['audio'] / len(tracks):.0f} s from `{folder}`.", ""]
     lines += table("default: 4 stems from the mixture (dB)", rows["song"], SONG,
-                   {"": "stemforge default", "/" + NO_MASK: "default without the soft mask", "/mix": "mixture as estimate"})
+                   {"": "stemforge default", **columns("default", members["default"], base=True),
+                    "/mix": "mixture as estimate"})
     lines += table("drums: kit pieces from the true drum stem (dB)", rows["kit"], KIT,
-                   {"": "stemforge drums", **kit_columns(members), "/mix": "drum stem as estimate"})
+                   {"": "stemforge drums", **columns("drums", members["drums"]), "/mix": "drum stem as estimate"})
     lines += table("--drum-kit: kit pieces from the full mixture (dB)", rows["chain"], KIT, {"": "stemforge default+drums", "/mix": "mixture as estimate"})
-    rtf = {k: seconds[k] / seconds["audio"] for k in ("song", "kit", "chain")}
+    rtf = {k: seconds[k] / seconds["audio"] for k in ("song", "kit", "chain", "base")}
     return lines, rtf
 
 
@@ -114,25 +120,27 @@ def quiet_drums(folder: Path, kit, members: dict, unmasked: dict, rate: int) -> 
                           {NO_MASK: unmasked["drums"], **members}, refs, drums))
     return table(f"drums: kit pieces from {len(tracks)} held-out drum stems with the hi-hat and cymbals turned down "
                  f"(`{folder}`) (dB)", rows, KIT,
-                 {"": "stemforge drums", **kit_columns(members), "/mix": "drum stem as estimate"})
+                 {"": "stemforge drums", **columns("drums", members), "/mix": "drum stem as estimate"})
 
 
-def musdb_clip(path: Path, song, unmasked: dict, rate: int) -> list[str]:
+def musdb_clip(path: Path, song, base, members: dict, unmasked: dict, rate: int) -> list[str]:
     from stemforge.audio import load_audio
 
     audio = {n: load_audio(path, rate, stream=i) for i, n in enumerate(MUSDB_STREAMS)}
     est = dict(zip(song.stems, song.separate_mix(audio["mixture"])))
-    row = alone(score({s: audio[s] for s in SONG}, est, audio["mixture"]), {NO_MASK: unmasked["default"]},
-                {s: audio[s] for s in SONG}, audio["mixture"])
+    row = alone(score({s: audio[s] for s in SONG}, est, audio["mixture"]),
+                {BASE: base, NO_MASK: unmasked["default"], **members}, {s: audio[s] for s in SONG}, audio["mixture"])
     return table(f"Real: MUSDB18 sample `{path.name}` ({audio['mixture'].shape[-1] / rate:.1f} s), default (dB)",
-                 [row], SONG, {"": "stemforge default", "/" + NO_MASK: "default without the soft mask",
+                 [row], SONG, {"": "stemforge default", **columns("default", members, base=True),
                                "/mix": "mixture as estimate"})
 
 
-def kit_columns(members: dict) -> dict[str, str]:
-    """Row labels of the kit tables: drums without the soft mask, then each bag member alone (no soft mask)."""
-    return {"/" + NO_MASK: "drums without the soft mask",
-            **{"/" + name: f"{name} alone (a member of the drums bag, no soft mask)" for name in members}}
+def columns(model: str, members: dict, base: bool = False) -> dict[str, str]:
+    """Row labels: ``default-base`` as users run it (``base``), ``model`` without the soft mask, then each
+    member of its bag alone (no soft mask)."""
+    first = {"/" + BASE: f"{BASE} (one network, with its soft mask)"} if base else {}
+    return {**first, "/" + NO_MASK: f"{model} without the soft mask",
+            **{"/" + name: f"{name} alone (a member of the {model} bag, no soft mask)" for name in members}}
 
 
 def stemgmd(folder: Path, kit, members: dict, unmasked: dict, rate: int) -> list[str]:
@@ -153,7 +161,7 @@ def stemgmd(folder: Path, kit, members: dict, unmasked: dict, rate: int) -> list
         names.append(kit_dir.name)
         print(f"{kit_dir.name}: " + ", ".join(f"{p} {row[p] or float('nan'):.1f} (LarsNet {row[p + '/larsnet'] or float('nan'):.1f})" for p in KIT), flush=True)
     return table(f"Real: StemGMD kits {', '.join(names)} (mean of {len(rows)} clips), drums (dB)", rows, KIT,
-                 {"": "stemforge drums", **kit_columns(members), "/larsnet": "LarsNet (its own outputs)",
+                 {"": "stemforge drums", **columns("drums", members), "/larsnet": "LarsNet (its own outputs)",
                   "/mix": "drum mix as estimate"})
 
 
@@ -175,22 +183,25 @@ def main() -> None:
 
     threads = set_threads(args.threads)
     song, kit = Separator("default", precision="fp32"), Separator("drums", precision="fp32")
-    drums = registry.get_model("drums")
-    members = ({m.name: Separator(m.name, precision="fp32", soft_mask=False) for m in registry.bag_members(drums)}
-               if drums.is_bag else {})
+    base = Separator(BASE, precision="fp32")
+    members = {}
+    for name in ("default", "drums"):
+        entry = registry.get_model(name)
+        members[name] = ({m.name: Separator(m.name, precision="fp32", soft_mask=False)
+                          for m in registry.bag_members(entry)} if entry.is_bag else {})
     unmasked = {name: Separator(name, precision="fp32", soft_mask=False) for name in ("default", "drums")}
     chain = DrumKitSeparator(song, kit)
     rate = song.sample_rate
-    lines, rtf = synthetic(args.synth, song, kit, chain, members, unmasked, rate)
+    lines, rtf = synthetic(args.synth, song, kit, chain, base, members, unmasked, rate)
     if args.quiet_drums:
-        lines += quiet_drums(args.quiet_drums, kit, members, unmasked, rate)
-    lines += musdb_clip(next(args.dev.glob("*.stem.mp4")), song, unmasked, rate)
-    lines += stemgmd(args.dev / "stemgmd", kit, members, unmasked, rate)
+        lines += quiet_drums(args.quiet_drums, kit, members["drums"], unmasked, rate)
+    lines += musdb_clip(next(args.dev.glob("*.stem.mp4")), song, base, members["default"], unmasked, rate)
+    lines += stemgmd(args.dev / "stemgmd", kit, members["drums"], unmasked, rate)
     lines += ["**Speed** (processing seconds per audio second, fp32, eager, batch auto, "
               f"soft mask {'on' if song.soft_mask and kit.soft_mask else 'as configured'}, "
               f"overlap {song.overlap}, {threads} threads, {song.lanes} lane(s), on the synthetic songs)", "",
-              "| default | drums | default+drums (--drum-kit) |", "|---|---|---|",
-              f"| {rtf['song']:.3f} | {rtf['kit']:.3f} | {rtf['chain']:.3f} |", ""]
+              f"| default | drums | default+drums (--drum-kit) | {BASE} |", "|---|---|---|---|",
+              f"| {rtf['song']:.3f} | {rtf['kit']:.3f} | {rtf['chain']:.3f} | {rtf['base']:.3f} |", ""]
     header = [f"Machine: {platform.processor() or platform.machine()}, torch {torch.__version__}. "
               f"Command: `python {' '.join([str(Path(__file__).relative_to(REPO))] + sys.argv[1:])}`.", ""]
     body = "\n".join(["<!-- eval:begin -->"] + header + lines + ["<!-- eval:end -->"])

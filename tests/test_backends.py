@@ -76,11 +76,12 @@ def test_onnx_backend_matches_eager(tiny_paths, cache):
 
 
 def test_fastest_cpu_setting_equals_the_plain_loop_within_1e_5():
-    """The shipped model on ONNX Runtime with 2 lanes (2.26x the plain loop, BENCHMARKS.md) gives the
-    plain per-chunk loop's output: measured 1.8e-7 on 20 s of noise (benchmarks/results/plain_default.md).
+    """The shipped one-network model (default-base) on ONNX Runtime with 2 lanes (2.26x the plain
+    loop, BENCHMARKS.md) gives the plain per-chunk loop's output: measured 1.8e-7 on 20 s of noise
+    (benchmarks/results/plain_default.md).
     The plain loop has no soft mask, so it is off here (tests/test_soft_mask.py checks the mask)."""
     mix = (0.2 * np.random.default_rng(1).standard_normal((2, 6 * 44100))).astype(np.float32)
-    sep = Separator("default", backend="onnx", lanes=2, batch_size=1, overlap=4, device="cpu", soft_mask=False)
+    sep = Separator("default-base", backend="onnx", lanes=2, batch_size=1, overlap=4, device="cpu", soft_mask=False)
     ref = reference_separate(sep.loaded.model, mix, sep.config.chunk_size, 4)
     assert np.abs(sep.separate_mix(mix) - ref).max() <= 1e-5
 
