@@ -6,6 +6,8 @@ generated PCM16 WAV of each length. Target: streaming peak RSS for 30 minutes <=
 
     python benchmarks/bench_memory.py                       # MSST tiny model, 1 and 30 minutes
     python benchmarks/bench_memory.py --config configs/mdx23c_small.yaml --minutes 1 10
+    python benchmarks/bench_memory.py --model default --minutes 1 10 --modes streaming --extra=--drum-kit \
+        --write benchmarks/results/memory_drumkit_bags.md
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ def main() -> None:
     parser.add_argument("--minutes", nargs="+", type=float, default=[1, 30])
     parser.add_argument("--config", type=Path, help="model config (default: the MSST tiny reference model)")
     parser.add_argument("--checkpoint", type=Path, help="checkpoint (default: random weights for --config)")
+    parser.add_argument("-n", "--model", help="a registered model (e.g. default, a bag) instead of --config")
     parser.add_argument("--modes", nargs="+", default=["in-memory", "streaming"], choices=("in-memory", "streaming"))
     parser.add_argument("--threads", default="auto")
     parser.add_argument("--extra", default="", help="more `stemforge separate` flags, e.g. '--overlap 2'")
@@ -69,17 +72,23 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         config, ckpt = args.config, args.checkpoint
-        if config is None:
+        if args.model:
+            if config or ckpt:
+                parser.error("give --model or --config/--checkpoint, not both")
+            source = ["-n", args.model]
+        elif config is None:
             config, ckpt = TINY / "mdx23c_tiny.yaml", TINY / "mdx23c_tiny.ckpt"
         elif ckpt is None:
             from stemforge.separator import random_checkpoint
 
             ckpt = random_checkpoint(config, tmp / "model.ckpt")
+        if not args.model:
+            source = ["--checkpoint", str(ckpt), "--config", str(config)]
         for minutes in args.minutes:
             wav = make_wav(tmp / f"in_{minutes:g}min.wav", minutes)
             for mode in args.modes:
-                argv = ["separate", str(wav), "-o", str(tmp / "out"), "--checkpoint", str(ckpt), "--config",
-                        str(config), "-q", "--threads", args.threads, *args.extra.split()]
+                argv = ["separate", str(wav), "-o", str(tmp / "out"), *source, "-q", "--threads", args.threads,
+                        *args.extra.split()]
                 if mode == "in-memory":
                     argv.append("--in-memory")
                 res = subprocess.run([sys.executable, __file__, "--worker", *argv], capture_output=True, text=True)
@@ -101,7 +110,8 @@ def main() -> None:
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}, torch {torch.__version__}, load average {load} at the start "
         f"(wall times depend on it; peak RSS does not). Command: `{command}`.",
-        f"Model: {config} ({'random weights' if args.checkpoint is None and args.config else ckpt.name}); input: "
+        (f"Model: the registered `{args.model}`" if args.model else
+         f"Model: {config} ({'random weights' if args.checkpoint is None and args.config else ckpt.name})") + "; input: "
         "generated PCM16 stereo WAV at 44.1 kHz; output: one PCM16 WAV per stem (clip mode rescale, so streaming also "
         "spills float32 stems to disk). One run per cell, each `stemforge separate` in a fresh process; "
         "peak RSS = its ru_maxrss.", "",
