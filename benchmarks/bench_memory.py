@@ -76,13 +76,13 @@ def main() -> None:
             if config or ckpt:
                 parser.error("give --model or --config/--checkpoint, not both")
             source = ["-n", args.model]
-        elif config is None:
-            config, ckpt = TINY / "mdx23c_tiny.yaml", TINY / "mdx23c_tiny.ckpt"
-        elif ckpt is None:
-            from stemforge.separator import random_checkpoint
+        else:
+            if config is None:
+                config, ckpt = TINY / "mdx23c_tiny.yaml", TINY / "mdx23c_tiny.ckpt"
+            elif ckpt is None:
+                from stemforge.separator import random_checkpoint
 
-            ckpt = random_checkpoint(config, tmp / "model.ckpt")
-        if not args.model:
+                ckpt = random_checkpoint(config, tmp / "model.ckpt")
             source = ["--checkpoint", str(ckpt), "--config", str(config)]
         for minutes in args.minutes:
             wav = make_wav(tmp / f"in_{minutes:g}min.wav", minutes)
