@@ -148,6 +148,17 @@ def test_init_fine_tunes_from_given_weights_in_a_new_run(data, tmp_path, capsys)
     assert "start.ckpt" in err and "does not match" in err
 
 
+def test_set_overrides_the_config_of_a_run_and_its_saved_config_yaml(data, tmp_path):
+    config = tiny_config(tmp_path, **STEPS)
+    results = tmp_path / "results"
+    assert main(["--config", str(config), "--data", str(data[0]), "--results", str(results), "--device", "cpu",
+                 "--set", "training.num_epochs=1", "training.num_steps=1", "training.lr=2e-3"]) == 0
+    steps = [r for r in read_log(results / "log.jsonl") if "loss" in r]
+    assert [r["lr"] for r in steps] == [2e-3]  # one step at the overridden lr
+    saved = load_setup(results / "config.yaml")
+    assert (saved.training.num_epochs, saved.training.num_steps, saved.training.lr) == (1, 1, 2e-3)
+
+
 def test_cmx_model_trains_separates_and_records_r(data, tmp_path):
     config = tiny_config(tmp_path, **{"training.num_steps": 2, "training.num_epochs": 1, "training.lr": 3e-3,
                                       "training.fast_valid_segments": 1, "training.fast_valid_seconds": 0.5})

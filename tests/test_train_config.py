@@ -111,6 +111,38 @@ def test_bad_loudness_ranges_are_explained(tmp_path, values, match):
         load_setup(path)
 
 
+def test_set_overrides_equal_the_edited_yaml_and_the_merged_text_reloads(tmp_path):
+    base = tiny_config(tmp_path)
+    overrides = ["training.lr=5e-4", "training.loss_sdr=1", "training.sdr_weights.other=2",
+                 "augmentations.all.random_polarity=0"]
+    setup = load_setup(base, overrides)
+    data = yaml.safe_load(base.read_text())
+    data["training"].update(lr=5e-4, loss_sdr=1.0, sdr_weights={"other": 2.0})
+    data["augmentations"]["all"]["random_polarity"] = 0.0
+    edited = tmp_path / "edited.yaml"
+    edited.write_text(yaml.safe_dump(data))
+    assert setup.training == load_setup(edited).training and setup.augment == load_setup(edited).augment
+    assert setup.training.lr == 5e-4 and setup.augment.all.random_polarity == 0.0
+    assert setup.text.startswith("# tiny.yaml with --set training.lr=5e-4 ")
+    merged = tmp_path / "merged.yaml"  # what a run writes as its config.yaml
+    merged.write_text(setup.text)
+    assert load_setup(merged).training == setup.training and load_setup(merged).model.stems == setup.model.stems
+    assert load_setup(base).text == base.read_text()  # no overrides: the file as written, comments kept
+
+
+@pytest.mark.parametrize("item,match", [
+    ("training.lr", "expected SECTION.KEY=VALUE"),
+    ("lr=1e-4", "expected SECTION.KEY=VALUE"),
+    ("trainig.lr=1e-4", "did you mean 'training'"),
+    ("training.lerning_rate=1e-4", "unknown key 'training.lerning_rate'"),
+    ("training.lr.max=1", "'training.lr' in config .* is not a mapping"),
+    ("training.lr=[1", "not valid YAML"),
+])
+def test_bad_set_overrides_are_explained(tmp_path, item, match):
+    with pytest.raises(StemforgeError, match=match):
+        load_setup(tiny_config(tmp_path), [item])
+
+
 def test_string_lr_like_1e_minus_4_is_accepted(tmp_path):
     assert load_setup(_edit(tmp_path, "training", "lr", "1e-4")).training.lr == 1e-4
 

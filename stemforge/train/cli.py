@@ -23,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--init", default=None, metavar="CKPT",
                         help="start a new run from these weights (.ckpt or .safetensors), to fine-tune; "
                              "optimizer, EMA, LR schedule and step count start afresh")
+    parser.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override config values, e.g. --set training.lr=1e-4 training.seed=1; the run's "
+                             "config.yaml records the merged config")
     return parser
 
 
@@ -40,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         train(args.config, args.data, args.results, valid=args.valid, resume=args.resume, device=args.device,
-              init=args.init)
+              init=args.init, overrides=args.overrides)
     except StemforgeError as exc:
         print(f"stemforge train: error: {exc}", file=sys.stderr)
         return 2

@@ -11,9 +11,12 @@ from __future__ import annotations
 import difflib
 import typing
 import warnings
+from collections.abc import Sequence
 from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from ..config import ModelConfig, parse_config, read_yaml
 from ..errors import StemforgeError
@@ -116,11 +119,54 @@ class TrainSetup:
     text: str = ""
 
 
-def load_setup(path: str | Path) -> TrainSetup:
-    """Read and validate a training YAML."""
+def load_setup(path: str | Path, overrides: Sequence[str] = ()) -> TrainSetup:
+    """Read and validate a training YAML, with ``overrides`` (``SECTION.KEY=VALUE``) applied first.
+
+    With overrides, ``text`` (what a run saves as its ``config.yaml``) is the YAML of the merged
+    config, headed by a comment naming the file and the overrides.
+    """
     path = Path(path)
     data = read_yaml(path)
-    return parse_setup(data, where=f"config '{path}'", path=path, text=path.read_text())
+    text = path.read_text()
+    if overrides:
+        for item in overrides:
+            _apply_override(data, item, f"config '{path}'")
+        text = f"# {path.name} with --set {' '.join(overrides)}\n" + yaml.dump(
+            data, Dumper=_ListDumper, sort_keys=False)
+    return parse_setup(data, where=f"config '{path}'", path=path, text=text)
+
+
+def _apply_override(data: dict, item: str, where: str) -> None:
+    """Set ``data[a][b]... = value`` in place from ``"a.b...=value"``; the value is read as YAML.
+
+    The first key must be a section; keys below it are checked when the config is validated.
+    """
+    dotted, sep, raw = item.partition("=")
+    keys = dotted.strip().split(".")
+    if not sep or len(keys) < 2 or not all(keys):
+        raise StemforgeError(f"--set '{item}': expected SECTION.KEY=VALUE, e.g. --set training.lr=1e-4")
+    if keys[0] not in SECTIONS:
+        _unknown(keys[0], SECTIONS, "", f"--set '{item}'")
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise StemforgeError(f"--set '{item}': the value is not valid YAML: {exc}") from None
+    node = data
+    for depth, key in enumerate(keys[:-1]):
+        child = node.get(key)
+        if child is None:  # absent, or an empty section
+            child = node[key] = {}
+        if not isinstance(child, dict):
+            raise StemforgeError(f"--set '{item}': '{'.'.join(keys[:depth + 1])}' in {where} is not a mapping")
+        node = child
+    node[keys[-1]] = value
+
+
+class _ListDumper(yaml.SafeDumper):
+    """Writes tuples (``!!python/tuple`` in MSST YAMLs) as plain lists."""
+
+
+_ListDumper.add_representer(tuple, yaml.SafeDumper.represent_list)
 
 
 def parse_setup(data: dict, where: str = "<config>", path: Path | None = None, text: str = "") -> TrainSetup:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import math
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -49,16 +50,18 @@ def train(
     device: str = "auto",
     stop_after: int | None = None,
     init: str | Path | None = None,
+    overrides: Sequence[str] = (),
 ) -> MDX23C:
     """Train the model of ``config`` on ``data``; write checkpoints and the log to ``results``.
 
-    ``init``: weights to start a new run from (fine-tuning). ``stop_after``: return after that
+    ``init``: weights to start a new run from (fine-tuning). ``overrides``: ``SECTION.KEY=VALUE``
+    strings applied to the config (``--set``). ``stop_after``: return after that
     many optimizer steps without saving (as if killed there). Returns the trained model (raw
     weights, not EMA).
     """
     if init is not None and resume:
         raise StemforgeError("--init starts a new run from weights and --resume continues a run; pass one of them")
-    setup = load_setup(config)
+    setup = load_setup(config, overrides)
     keep_freed_memory()  # a CPU step re-faulted its activations on every forward and backward
     info, dev = distributed.init(resolve_device(device))
     try:
