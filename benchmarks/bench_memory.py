@@ -4,7 +4,7 @@ Each run is ``stemforge separate`` in a fresh process (peak RSS = that process's
 generated PCM16 WAV of each length. Target: streaming peak RSS for 30 minutes <= 1.3x that for
 1 minute; the in-memory path grows with the track.
 
-    python benchmarks/bench_memory.py                       # MSST tiny model, 1 and 30 minutes
+    python benchmarks/bench_memory.py --write benchmarks/results/memory.md   # MSST tiny model, 1 and 30 min
     python benchmarks/bench_memory.py --config configs/mdx23c_small.yaml --minutes 1 10
     python benchmarks/bench_memory.py --model default --minutes 1 10 --modes streaming --extra=--drum-kit \
         --write benchmarks/results/memory_drumkit_bags.md
@@ -61,7 +61,8 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", default=["in-memory", "streaming"], choices=("in-memory", "streaming"))
     parser.add_argument("--threads", default="auto")
     parser.add_argument("--extra", default="", help="more `stemforge separate` flags, e.g. '--overlap 2'")
-    parser.add_argument("--write", type=Path, default=REPO / "benchmarks" / "results" / "memory.md")
+    parser.add_argument("--write", type=Path, help="also write the table to this file (e.g. benchmarks/results/"
+                        "memory.md, which BENCHMARKS.md and the README quote); without it, only print")
     parser.add_argument("--worker", nargs=argparse.REMAINDER)
     args = parser.parse_args()
     if args.worker is not None:
@@ -118,9 +119,10 @@ def main() -> None:
         "| path | input | peak RSS MiB | wall s | RTF |", "|---|---|---|---|---|", *rows, "",
         *(f"- {r}" for r in ratios), "",
     ])
-    args.write.parent.mkdir(parents=True, exist_ok=True)
-    args.write.write_text(text)
     print(text)
+    if args.write:
+        args.write.parent.mkdir(parents=True, exist_ok=True)
+        args.write.write_text(text)
 
 
 if __name__ == "__main__":
