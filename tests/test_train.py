@@ -151,8 +151,9 @@ def test_init_fine_tunes_from_given_weights_in_a_new_run(data, tmp_path, capsys)
 def test_set_overrides_the_config_of_a_run_and_its_saved_config_yaml(data, tmp_path):
     config = tiny_config(tmp_path, **STEPS)
     results = tmp_path / "results"
-    assert main(["--config", str(config), "--data", str(data[0]), "--results", str(results), "--device", "cpu",
-                 "--set", "training.num_epochs=1", "training.num_steps=1", "training.lr=2e-3"]) == 0
+    with pytest.warns(UserWarning, match="no --valid data"):
+        assert main(["--config", str(config), "--data", str(data[0]), "--results", str(results), "--device", "cpu",
+                     "--set", "training.num_epochs=1", "training.num_steps=1", "training.lr=2e-3"]) == 0
     steps = [r for r in read_log(results / "log.jsonl") if "loss" in r]
     assert [r["lr"] for r in steps] == [2e-3]  # one step at the overridden lr
     saved = load_setup(results / "config.yaml")
