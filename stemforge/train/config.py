@@ -126,14 +126,15 @@ def load_setup(path: str | Path, overrides: Sequence[str] = ()) -> TrainSetup:
     config, headed by a comment naming the file and the overrides.
     """
     path = Path(path)
+    where = f"config '{path}'"
     data = read_yaml(path)
     text = path.read_text()
     if overrides:
         for item in overrides:
-            _apply_override(data, item, f"config '{path}'")
+            _apply_override(data, item, where)
         text = f"# {path.name} with --set {' '.join(overrides)}\n" + yaml.dump(
             data, Dumper=_ListDumper, sort_keys=False)
-    return parse_setup(data, where=f"config '{path}'", path=path, text=text)
+    return parse_setup(data, where=where, path=path, text=text)
 
 
 def _apply_override(data: dict, item: str, where: str) -> None:
