@@ -33,7 +33,8 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", type=int, default=min(4, os.cpu_count() or 1),
                         help="parallel processes (default: min(4, CPUs))")
     parser.add_argument("--soundfont", default=None,
-                        help="GM .sf2 file (default: FluidR3_GM or TimGM6mb from Debian)")
+                        help="GM .sf2 or .sf3 file (default: FluidR3_GM or TimGM6mb from Debian; "
+                             "musescore-general-soundfont gives /usr/share/sounds/sf3/MuseScore_General_Full.sf3)")
     parser.add_argument("--kits", nargs="+", default=[], metavar="KIT.sf2",
                         help="extra drum-kit soundfonts; half of the songs drum on one of them "
                              "(e.g. Debian's avldrums.lv2-soundfont: /usr/share/sounds/sf2/"
