@@ -7,6 +7,9 @@
   ``default-base``, the one-network option, as users run it (with its soft mask);
 * optionally (``--quiet-drums``) drum stems whose hi-hat and cymbals were turned down
   (``scripts/scale_stems.py``), the level at which real kits often hold them: ``drums`` and its members;
+* optionally (``--unseen``) held-out songs rendered with a soundfont that no shipped model was trained
+  on (``stemforge synth --soundfont TimGM6mb.sf2``): ``default``, ``default-base`` and ``drums`` (on the
+  true drum stem), a check that gains on the training soundfonts carry over to other instruments;
 * real clips in ``../shared/data/dev``: the MUSDB18 sample (``.stem.mp4``) and the StemGMD kits,
   with LarsNet's own outputs (``*_pred.mp3``) scored the same way;
 * real-time factor (processing seconds per audio second) at the configs' overlap, 2 threads.
@@ -15,7 +18,8 @@ Scoring: global SDR over the whole clip and both channels; a reference 60 dB bel
 is skipped (``stemforge.eval``). Synthetic numbers are means over songs.
 
     python benchmarks/eval_models.py --synth corpus/test --dev ../shared/data/dev
-    python benchmarks/eval_models.py --synth corpus/test --quiet-drums corpus/test_drums_quiet
+    python benchmarks/eval_models.py --synth corpus/test --quiet-drums corpus/test_drums_quiet \
+        --unseen corpus/test_timgm
 """
 
 from __future__ import annotations
@@ -123,6 +127,27 @@ def quiet_drums(folder: Path, kit, members: dict, unmasked: dict, rate: int) -> 
                  {"": "stemforge drums", **columns("drums", members), "/mix": "drum stem as estimate"})
 
 
+def unseen_soundfont(folder: Path, song, base, kit, rate: int) -> list[str]:
+    """``default`` (and ``default-base``) on the mixtures and ``drums`` on the true drum stems of songs
+    rendered with a soundfont the models never heard."""
+    from stemforge.audio import load_audio
+
+    song_rows, kit_rows = [], []
+    tracks = sorted(p for p in folder.iterdir() if (p / "mixture.wav").exists())
+    for track in tracks:
+        audio = {n: load_audio(track / f"{n}.wav", rate) for n in ("mixture",) + SONG + KIT}
+        mix, drums = audio["mixture"], audio["drums"]
+        refs = {s: audio[s] for s in SONG}
+        song_rows.append(alone(score(refs, dict(zip(song.stems, song.separate_mix(mix))), mix), {BASE: base}, refs, mix))
+        kit_rows.append(score({p: audio[p] for p in KIT}, dict(zip(kit.stems, kit.separate_mix(drums))), drums))
+    where = f"{len(tracks)} held-out songs rendered with a soundfont no model was trained on (`{folder}`)"
+    return (table(f"default on {where} (dB)", song_rows, SONG,
+                  {"": "stemforge default", "/" + BASE: f"{BASE} (one network, with its soft mask)",
+                   "/mix": "mixture as estimate"})
+            + table("drums on the drum stems of the same songs (dB)", kit_rows, KIT,
+                    {"": "stemforge drums", "/mix": "drum stem as estimate"}))
+
+
 def musdb_clip(path: Path, song, base, members: dict, unmasked: dict, rate: int) -> list[str]:
     from stemforge.audio import load_audio
 
@@ -169,6 +194,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--synth", type=Path, required=True, help="held-out songs from `stemforge synth`")
     p.add_argument("--quiet-drums", type=Path, help="drum views made by scripts/scale_stems.py from held-out songs")
+    p.add_argument("--unseen", type=Path, help="held-out songs rendered with a soundfont no model was trained on")
     p.add_argument("--dev", type=Path, default=REPO.parent / "shared" / "data" / "dev")
     p.add_argument("--threads", default="2")
     p.add_argument("--out", type=Path, default=REPO / "MODELS.md")
@@ -195,6 +221,8 @@ def main() -> None:
     lines, rtf = synthetic(args.synth, song, kit, chain, base, members, unmasked, rate)
     if args.quiet_drums:
         lines += quiet_drums(args.quiet_drums, kit, members["drums"], unmasked, rate)
+    if args.unseen:
+        lines += unseen_soundfont(args.unseen, song, base, kit, rate)
     lines += musdb_clip(next(args.dev.glob("*.stem.mp4")), song, base, members["default"], unmasked, rate)
     lines += stemgmd(args.dev / "stemgmd", kit, members["drums"], unmasked, rate)
     lines += ["**Speed** (processing seconds per audio second, fp32, eager, batch auto, "
