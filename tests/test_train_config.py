@@ -99,6 +99,31 @@ def test_bad_training_values_are_explained(tmp_path, key, value, match):
 
 
 @pytest.mark.parametrize("values,match", [
+    ({"varispeed": 1.5}, "augmentations.all.varispeed must be a probability"),
+    ({"varispeed_semitones": 24}, "varispeed_semitones must be in 0..12"),
+    ({"seven_band_parametric_eq_min_gain_db": 6, "seven_band_parametric_eq_max_gain_db": -6}, "min_gain_db must be <="),
+])
+def test_bad_timbre_augmentations_are_explained(tmp_path, values, match):
+    path = tiny_config(tmp_path)
+    data = yaml.safe_load(path.read_text())
+    data["augmentations"].setdefault("all", {}).update(values)
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(StemforgeError, match=match):
+        load_setup(path)
+
+
+def test_timbre_augmentations_load_with_msst_eq_keys(tmp_path):
+    path = tiny_config(tmp_path)
+    data = yaml.safe_load(path.read_text())
+    data["augmentations"]["all"] = {"varispeed": 0.5, "varispeed_semitones": 3, "seven_band_parametric_eq": 0.25,
+                                    "seven_band_parametric_eq_min_gain_db": -9, "seven_band_parametric_eq_max_gain_db": 9}
+    path.write_text(yaml.safe_dump(data))
+    setup = load_setup(path, ["augmentations.all.varispeed=0.3"])
+    assert setup.augment.all.varispeed == 0.3 and setup.augment.all.varispeed_semitones == 3.0
+    assert setup.augment.all.seven_band_parametric_eq == 0.25
+
+
+@pytest.mark.parametrize("values,match", [
     ({"loudness_min": 2.0, "loudness_max": 1.0}, "loudness_min must be >= 0 and <= loudness_max"),
     ({"loudness_log": True, "loudness_min": 0.0}, "loudness_log draws the gain in dB, so loudness_min must be > 0"),
 ])

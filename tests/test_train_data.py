@@ -10,7 +10,7 @@ import soundfile as sf
 import torch
 
 from stemforge.errors import StemforgeError
-from stemforge.train.augment import augment_stem
+from stemforge.train.augment import _eq_curve_db, augment_stem, equalize, varispeed
 from stemforge.train.config import AugmentConfig, StemAugment
 from stemforge.train.data import SegmentDataset, StepBatches
 from stemforge.train.tracks import find_tracks
@@ -109,6 +109,55 @@ def test_log_loudness_draws_quiet_gains_as_often_as_loud_ones():
     assert (log >= 0.01 - 1e-6).all() and (log <= 1.0 + 1e-6).all()
     assert abs(np.mean(log < 0.1) - 0.5) < 0.05
     assert abs(np.mean(linear < 0.1) - 0.09) < 0.03
+
+
+def test_varispeed_plays_each_stem_at_its_own_drawn_speed(tmp_path):
+    """Channel 1 holds the sample index, so its slope in an example is the stem's playback speed."""
+    root = _tagged_dataset(tmp_path / "tagged")
+    cfg = AugmentConfig(enable=True, remix=False, all=StemAugment(varispeed=1.0, varispeed_semitones=3.0))
+    mix, stems = _dataset(root, cfg)[0]
+    speeds = [float(np.median(np.diff(s[1].numpy()[100:-100]))) for s in stems]
+    assert all(2 ** (-3 / 12) - 1e-3 <= v <= 2 ** (3 / 12) + 1e-3 for v in speeds)
+    assert len({round(v, 3) for v in speeds}) == 4  # drawn per stem
+    assert mix.shape == (2, CHUNK) and torch.allclose(mix, stems.sum(0), atol=1e-2)
+    again = _dataset(root, cfg)[0]
+    assert torch.equal(again[0], mix)
+
+
+def test_varispeed_shifts_pitch_by_the_drawn_semitones():
+    rate, semitones = 44100, 2.0
+    speed = 2 ** (semitones / 12)
+    t = np.arange(round(rate * speed)) / rate
+    tone = np.stack([np.sin(2 * np.pi * 440 * t)] * 2).astype(np.float32)
+    out = varispeed(tone, rate)
+    spectrum = np.abs(np.fft.rfft(out[0] * np.hanning(rate)))
+    assert out.shape == (2, rate) and abs(np.argmax(spectrum) - 440 * speed) <= 1
+
+
+def test_seven_band_eq_changes_the_spectrum_within_its_gain_range():
+    rng = np.random.default_rng(0)
+    cfg = AugmentConfig(enable=True, all=StemAugment(seven_band_parametric_eq=1.0,
+                                                     seven_band_parametric_eq_min_gain_db=-6.0,
+                                                     seven_band_parametric_eq_max_gain_db=6.0))
+    curves = np.array([_eq_curve_db(rng, cfg, 8192, 44100) for _ in range(50)])
+    assert np.ptp(curves, axis=1).min() > 1.0  # every draw colours the sound
+    assert np.abs(curves).max() < 7 * 6.0  # at most the sum of the seven bands
+    flat = replace(cfg, all=replace(cfg.all, seven_band_parametric_eq_min_gain_db=0.0,
+                                    seven_band_parametric_eq_max_gain_db=0.0))
+    noise = rng.standard_normal((2, 4096)).astype(np.float32)
+    assert np.allclose(augment_stem(noise, rng, flat), noise, atol=1e-5)
+    tone = np.sin(2 * np.pi * 1000 * np.arange(4096) / 44100).astype(np.float32)[None]
+    louder = equalize(tone, np.full(4097, 20 * np.log10(2.0)))  # +6 dB everywhere, zero phase
+    assert np.allclose(louder, 2 * tone, atol=1e-4)
+
+
+def test_timbre_augmentations_off_leave_the_examples_unchanged(data):
+    """A draw is made only for an augmentation that is on: old configs see the same examples."""
+    cfg = AugmentConfig(enable=True, loudness=True, all=StemAugment(random_polarity=0.5, channel_shuffle=0.5))
+    off = replace(cfg, all=replace(cfg.all, varispeed_semitones=5.0, seven_band_parametric_eq_max_gain_db=12.0))
+    on = replace(cfg, all=replace(cfg.all, varispeed=0.5, seven_band_parametric_eq=0.5))
+    assert torch.equal(_dataset(data, cfg)[5][1], _dataset(data, off)[5][1])
+    assert not torch.equal(_dataset(data, cfg)[5][1], _dataset(data, on)[5][1])
 
 
 def test_ranks_draw_disjoint_examples_like_distributed_sampler():

@@ -40,8 +40,7 @@ _IGNORED_TRAINING = {
 }
 _IGNORED_AUGMENT_PREFIXES = ("mp3_compression", "chunk_size_augm", "chunk_size_min", "chunk_size_max")
 _IGNORED_STEM_AUGMENT_PREFIXES = (
-    "mp3_compression", "pedalboard_", "pitch_shift", "seven_band_parametric_eq", "tanh_distortion",
-    "gaussian_noise", "time_stretch",
+    "mp3_compression", "pedalboard_", "pitch_shift", "tanh_distortion", "gaussian_noise", "time_stretch",
 )
 _IGNORED_SECTIONS = {"loss_multistft": "auraloss settings; use training.loss_stft and training.stft_resolutions"}
 _warned: set[tuple[str, str]] = set()
@@ -84,11 +83,16 @@ class TrainingConfig:
 
 @dataclass(frozen=True)
 class StemAugment:
-    """``augmentations.all:``: per-stem probabilities."""
+    """``augmentations.all:``: per-stem probabilities, and the ranges of the timbre augmentations."""
 
     channel_shuffle: float = 0.0
     random_polarity: float = 0.0
     random_inverse: float = 0.0
+    varispeed: float = 0.0  # faster/slower playback, pitch and tempo together (train/augment.py)
+    varispeed_semitones: float = 2.0  # uniform in +-this
+    seven_band_parametric_eq: float = 0.0  # MSST's key: a random 7-band EQ
+    seven_band_parametric_eq_min_gain_db: float = -9.0
+    seven_band_parametric_eq_max_gain_db: float = 9.0
 
 
 @dataclass(frozen=True)
@@ -208,8 +212,11 @@ def _parse_augment(data: Any, where: str, instruments: tuple[str, ...], ignored:
     all_data = data.pop("all", None) or {}
     stem = _parse(StemAugment, all_data, "augmentations.all", where, _ignored_effect, ignored)
     aug = replace(_parse(AugmentConfig, data, "augmentations", where, _ignored_effect, ignored), all=stem)
-    for name in ("channel_shuffle", "random_polarity", "random_inverse"):
+    for name in ("channel_shuffle", "random_polarity", "random_inverse", "varispeed", "seven_band_parametric_eq"):
         _check(0 <= getattr(stem, name) <= 1, f"augmentations.all.{name} must be a probability in 0..1", where)
+    _check(0 <= stem.varispeed_semitones <= 12, "augmentations.all.varispeed_semitones must be in 0..12", where)
+    _check(stem.seven_band_parametric_eq_min_gain_db <= stem.seven_band_parametric_eq_max_gain_db,
+           "augmentations.all.seven_band_parametric_eq_min_gain_db must be <= ..._max_gain_db", where)
     _check(all(0 <= p <= 1 for p in aug.mixup_probs), "augmentations.mixup_probs must be probabilities", where)
     _check(0 <= aug.loudness_min <= aug.loudness_max,
            "augmentations.loudness_min must be >= 0 and <= loudness_max", where)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .augment import augment_stem
+from .augment import augment_stem, draw_speed, varispeed
 from .config import AugmentConfig
 from .tracks import Track
 
@@ -38,10 +38,11 @@ class SegmentDataset(Dataset):
         augment: AugmentConfig,
         seed: int,
         min_mean_abs: float = 0.0,
+        sample_rate: int = 44100,
     ):
         self.tracks, self.stems, self.chunk, self.channels = tracks, stems, chunk, channels
         self.target_index = [stems.index(t) for t in targets]
-        self.augment, self.seed, self.min_mean_abs = augment, seed, min_mean_abs
+        self.augment, self.seed, self.min_mean_abs, self.sample_rate = augment, seed, min_mean_abs, sample_rate
 
     def __len__(self) -> int:
         return 2**62  # examples are drawn, not enumerated
@@ -58,21 +59,29 @@ class SegmentDataset(Dataset):
 
     def _stem(self, name: str, rng: np.random.Generator, shared: tuple[Track, int]) -> np.ndarray:
         """One augmented stem ``[C, chunk]``, with MSST-style mixup of the same stem from other tracks."""
-        x = augment_stem(self._segment(name, rng, shared), rng, self.augment)
+        x = self._augmented(name, rng, shared)
         if self.augment.enable and self.augment.mixup:
             for p in self.augment.mixup_probs:
                 if rng.random() < p:
                     gain = rng.uniform(self.augment.mixup_loudness_min, self.augment.mixup_loudness_max)
-                    x = x + np.float32(gain) * augment_stem(self._segment(name, rng, None), rng, self.augment)
+                    x = x + np.float32(gain) * self._augmented(name, rng, None)
         return x
 
-    def _segment(self, name: str, rng: np.random.Generator, shared: tuple[Track, int] | None) -> np.ndarray:
+    def _augmented(self, name: str, rng: np.random.Generator, shared: tuple[Track, int] | None) -> np.ndarray:
+        """A segment of ``speed * chunk`` samples played back in ``chunk``, then the per-stem augmentations."""
+        speed = draw_speed(rng, self.augment)
+        x = varispeed(self._segment(name, rng, shared, round(self.chunk * speed)), self.chunk)
+        return augment_stem(x, rng, self.augment, self.sample_rate)
+
+    def _segment(
+        self, name: str, rng: np.random.Generator, shared: tuple[Track, int] | None, length: int
+    ) -> np.ndarray:
         if shared is not None and not (self.augment.enable and self.augment.remix):
             track, start = shared
-            return track.read(name, start, self.chunk, self.channels)
+            return track.read(name, start, length, self.channels)
         for _ in range(MAX_TRIES):
             track, start = self._draw_place(rng)
-            x = track.read(name, start, self.chunk, self.channels)
+            x = track.read(name, start, length, self.channels)
             if np.abs(x).mean() >= self.min_mean_abs:
                 break
         return x

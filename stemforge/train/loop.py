@@ -102,6 +102,7 @@ class Trainer:
         self.dataset = SegmentDataset(
             self.train_tracks, self.stems, self.targets, chunk=cfg.audio.chunk_size,
             channels=cfg.audio.num_channels, augment=setup.augment, seed=t.seed, min_mean_abs=cfg.audio.min_mean_abs,
+            sample_rate=cfg.audio.sample_rate,
         )
         torch.manual_seed(t.seed)
         self.model = MDX23C.from_config(cfg).to(device)
