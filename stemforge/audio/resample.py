@@ -12,8 +12,8 @@ import soxr
 QUALITY = "VHQ"
 
 
-def resample(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
-    """Resample `audio: [channels, samples]` from `from_rate` to `to_rate` Hz.
+def resample(audio: np.ndarray, from_rate: int, to_rate: int, quality: str = QUALITY) -> np.ndarray:
+    """Resample `audio: [channels, samples]` from `from_rate` to `to_rate` Hz (soxr preset `quality`).
 
     Returns `[channels, round(samples * to_rate / from_rate)]`, C-contiguous,
     same dtype (float32 stays float32). When the rates are equal the input
@@ -26,5 +26,5 @@ def resample(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     if from_rate == to_rate:
         return audio
     # soxr works on [samples, channels].
-    out = soxr.resample(np.ascontiguousarray(audio.T), from_rate, to_rate, quality=QUALITY)
+    out = soxr.resample(np.ascontiguousarray(audio.T), from_rate, to_rate, quality=quality)
     return np.ascontiguousarray(out.T)

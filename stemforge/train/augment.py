@@ -6,7 +6,7 @@ timbre augmentations off sees exactly the examples it saw before they existed.
 Two change a stem's timbre, for models that must work on instruments and kits they never heard:
 
 * **varispeed**: the stem is played faster or slower, as a tape would be, by reading
-  ``speed * chunk`` samples and resampling them (soxr) to ``chunk``. Pitch and tempo move
+  ``speed * chunk`` samples and resampling them (soxr, ``audio.resample``) to ``chunk``. Pitch and tempo move
   together, so no phase vocoder smears the transients (MSST's ``pitch_shift`` keeps the tempo
   and is a different effect).
 * **seven-band EQ** (MSST's ``seven_band_parametric_eq``): a low shelf, five bells and a high
@@ -17,8 +17,8 @@ Two change a stem's timbre, for models that must work on instruments and kits th
 from __future__ import annotations
 
 import numpy as np
-import soxr
 
+from ..audio.resample import resample
 from .config import AugmentConfig
 
 EQ_LOW_HZ, EQ_HIGH_HZ = 40.0, 16000.0  # the bells' centres lie between these, log-spaced
@@ -58,7 +58,7 @@ def varispeed(x: np.ndarray, length: int) -> np.ndarray:
     """``x: [C, T'] -> [C, length]``: resampled so ``T'`` samples last ``length`` (pitch x ``T'/length``)."""
     if x.shape[1] == length:
         return x
-    y = soxr.resample(np.ascontiguousarray(x.T), x.shape[1], length, quality="HQ").T
+    y = resample(x, x.shape[1], length, quality="HQ")  # HQ: training data, not output audio
     if y.shape[1] < length:
         y = np.pad(y, ((0, 0), (0, length - y.shape[1])))
     return np.ascontiguousarray(y[:, :length], dtype=np.float32)
@@ -72,8 +72,7 @@ def equalize(x: np.ndarray, curve_db: np.ndarray) -> np.ndarray:
 
 
 def _eq_curve_db(rng: np.random.Generator, cfg: AugmentConfig, n: int, sample_rate: int) -> np.ndarray:
-    """A random seven-band gain curve in dB over the ``n``-point rfft bins."""
-    n += n % 2
+    """A random seven-band gain curve in dB over the bins of an ``n``-point rfft (``n`` even)."""
     freqs = np.fft.rfftfreq(n, 1.0 / sample_rate)
     octave = np.log2(np.maximum(freqs, 1.0))
     lo, hi = cfg.all.seven_band_parametric_eq_min_gain_db, cfg.all.seven_band_parametric_eq_max_gain_db
