@@ -14,6 +14,9 @@
   with LarsNet's own outputs (``*_pred.mp3``) scored the same way;
 * real-time factor (processing seconds per audio second) at the configs' overlap, 2 threads.
 
+Every table also has the ideal ratio mask (``stemforge.eval.ideal_ratio_mask``): the mixture shared
+out by the true stems' power, what a mask could reach if it knew them.
+
 Scoring: global SDR over the whole clip and both channels; a reference 60 dB below its mixture
 is skipped (``stemforge.eval``). Synthetic numbers are means over songs.
 
@@ -41,6 +44,7 @@ KIT = ("kick", "snare", "toms", "hihat", "cymbals")
 MUSDB_STREAMS = ("mixture", "drums", "bass", "other", "vocals")
 NO_MASK = "no-soft-mask"
 BASE = "default-base"  # the one-network 4-stem model that the default bag's specialists were fine-tuned from
+ORACLE = "ideal ratio mask (oracle: knows the true stems)"
 
 
 def score(refs: dict[str, np.ndarray], ests: dict[str, np.ndarray], mix: np.ndarray) -> dict[str, float | None]:
@@ -54,6 +58,18 @@ def score(refs: dict[str, np.ndarray], ests: dict[str, np.ndarray], mix: np.ndar
         out[name] = None if silent else global_sdr(ref[:, :n], ests[name][:, :n])
         out[name + "/mix"] = None if silent else global_sdr(ref[:, :n], mix[:, :n])
     return out
+
+
+def with_oracle(row: dict, refs: dict[str, np.ndarray], mix: np.ndarray, rest: tuple[np.ndarray, ...] = ()) -> dict:
+    """Add to ``row`` the scores of the ideal ratio mask (``stem/oracle``): the mixture shared out by the
+    true stems' power, the ceiling of a mask. ``rest``: the other true stems in ``mix`` (those of the
+    song around a drum kit), which take their share but are not scored."""
+    from stemforge.eval import ideal_ratio_mask
+
+    n = min(x.shape[-1] for x in (mix, *refs.values(), *rest))
+    est = ideal_ratio_mask(mix[:, :n], np.stack([x[:, :n] for x in (*refs.values(), *rest)]))
+    row.update({k + "/oracle": v for k, v in score(refs, dict(zip(refs, est)), mix).items() if not k.endswith("/mix")})
+    return row
 
 
 def mean(rows: list[dict], key: str) -> float:
@@ -93,7 +109,9 @@ def synthetic(folder: Path, song, kit, chain, base, members: dict, unmasked: dic
             est = sep.separate_mix(x)
             seconds[key] += time.perf_counter() - start
             est = est if isinstance(est, dict) else dict(zip(sep.stems, est))
-            rows[key].append(score({s: audio[s] for s in refs}, est, x))
+            truth = {s: audio[s] for s in refs}
+            rest = tuple(audio[s] for s in SONG if s != "drums") if key == "chain" else ()
+            rows[key].append(with_oracle(score(truth, est, x), truth, x, rest))
         start = time.perf_counter()
         alone(rows["song"][-1], {BASE: base}, {s: audio[s] for s in SONG}, mix)
         seconds["base"] += time.perf_counter() - start
@@ -103,10 +121,12 @@ def synthetic(folder: Path, song, kit, chain, base, members: dict, unmasked: dic
     lines = [f"Held-out synthetic songs: {len(tracks)} songs x {seconds['audio'] / len(tracks):.0f} s from `{folder}`.", ""]
     lines += table("default: 4 stems from the mixture (dB)", rows["song"], SONG,
                    {"": "stemforge default", **columns("default", members["default"], base=True),
-                    "/mix": "mixture as estimate"})
+                    "/oracle": ORACLE, "/mix": "mixture as estimate"})
     lines += table("drums: kit pieces from the true drum stem (dB)", rows["kit"], KIT,
-                   {"": "stemforge drums", **columns("drums", members["drums"]), "/mix": "drum stem as estimate"})
-    lines += table("--drum-kit: kit pieces from the full mixture (dB)", rows["chain"], KIT, {"": "stemforge default+drums", "/mix": "mixture as estimate"})
+                   {"": "stemforge drums", **columns("drums", members["drums"]), "/oracle": ORACLE,
+                    "/mix": "drum stem as estimate"})
+    lines += table("--drum-kit: kit pieces from the full mixture (dB)", rows["chain"], KIT,
+                   {"": "stemforge default+drums", "/oracle": ORACLE, "/mix": "mixture as estimate"})
     rtf = {k: seconds[k] / seconds["audio"] for k in ("song", "kit", "chain", "base")}
     return lines, rtf
 
@@ -120,11 +140,12 @@ def quiet_drums(folder: Path, kit, members: dict, unmasked: dict, rate: int) -> 
     for track in tracks:
         drums = load_audio(track / "mixture.wav", rate)
         refs = {p: load_audio(track / f"{p}.wav", rate) for p in KIT}
-        rows.append(alone(score(refs, dict(zip(kit.stems, kit.separate_mix(drums))), drums),
-                          {NO_MASK: unmasked["drums"], **members}, refs, drums))
+        row = score(refs, dict(zip(kit.stems, kit.separate_mix(drums))), drums)
+        rows.append(alone(with_oracle(row, refs, drums), {NO_MASK: unmasked["drums"], **members}, refs, drums))
     return table(f"drums: kit pieces from {len(tracks)} held-out drum stems with the hi-hat and cymbals turned down "
                  f"(`{folder}`) (dB)", rows, KIT,
-                 {"": "stemforge drums", **columns("drums", members), "/mix": "drum stem as estimate"})
+                 {"": "stemforge drums", **columns("drums", members), "/oracle": ORACLE,
+                  "/mix": "drum stem as estimate"})
 
 
 def unseen_soundfont(folder: Path, song, base, kit, rate: int) -> list[str]:
@@ -138,14 +159,16 @@ def unseen_soundfont(folder: Path, song, base, kit, rate: int) -> list[str]:
         audio = {n: load_audio(track / f"{n}.wav", rate) for n in ("mixture",) + SONG + KIT}
         mix, drums = audio["mixture"], audio["drums"]
         refs = {s: audio[s] for s in SONG}
-        song_rows.append(alone(score(refs, dict(zip(song.stems, song.separate_mix(mix))), mix), {BASE: base}, refs, mix))
-        kit_rows.append(score({p: audio[p] for p in KIT}, dict(zip(kit.stems, kit.separate_mix(drums))), drums))
+        row = with_oracle(score(refs, dict(zip(song.stems, song.separate_mix(mix))), mix), refs, mix)
+        song_rows.append(alone(row, {BASE: base}, refs, mix))
+        pieces = {p: audio[p] for p in KIT}
+        kit_rows.append(with_oracle(score(pieces, dict(zip(kit.stems, kit.separate_mix(drums))), drums), pieces, drums))
     where = f"{len(tracks)} held-out songs rendered with a soundfont no model was trained on (`{folder}`)"
     return (table(f"default on {where} (dB)", song_rows, SONG,
                   {"": "stemforge default", "/" + BASE: f"{BASE} (one network, with its soft mask)",
-                   "/mix": "mixture as estimate"})
+                   "/oracle": ORACLE, "/mix": "mixture as estimate"})
             + table("drums on the drum stems of the same songs (dB)", kit_rows, KIT,
-                    {"": "stemforge drums", "/mix": "drum stem as estimate"}))
+                    {"": "stemforge drums", "/oracle": ORACLE, "/mix": "drum stem as estimate"}))
 
 
 def musdb_clip(path: Path, song, base, members: dict, unmasked: dict, rate: int) -> list[str]:
@@ -153,11 +176,12 @@ def musdb_clip(path: Path, song, base, members: dict, unmasked: dict, rate: int)
 
     audio = {n: load_audio(path, rate, stream=i) for i, n in enumerate(MUSDB_STREAMS)}
     est = dict(zip(song.stems, song.separate_mix(audio["mixture"])))
-    row = alone(score({s: audio[s] for s in SONG}, est, audio["mixture"]),
+    refs = {s: audio[s] for s in SONG}
+    row = alone(with_oracle(score(refs, est, audio["mixture"]), refs, audio["mixture"]),
                 {BASE: base, NO_MASK: unmasked["default"], **members}, {s: audio[s] for s in SONG}, audio["mixture"])
     return table(f"Real: MUSDB18 sample `{path.name}` ({audio['mixture'].shape[-1] / rate:.1f} s), default (dB)",
                  [row], SONG, {"": "stemforge default", **columns("default", members, base=True),
-                               "/mix": "mixture as estimate"})
+                               "/oracle": ORACLE, "/mix": "mixture as estimate"})
 
 
 def columns(model: str, members: dict, base: bool = False) -> dict[str, str]:
@@ -179,7 +203,7 @@ def stemgmd(folder: Path, kit, members: dict, unmasked: dict, rate: int) -> list
         refs = {p: load_audio(kit_dir / f"{stem}_{p.upper()}_true.mp3", rate) for p in KIT}
         larsnet = {p: load_audio(kit_dir / f"{stem}_{p.upper()}_pred.mp3", rate) for p in KIT}
         ours = dict(zip(kit.stems, kit.separate_mix(mix)))
-        row = score(refs, ours, mix)
+        row = with_oracle(score(refs, ours, mix), refs, mix)
         row.update({k + "/larsnet": v for k, v in score(refs, larsnet, mix).items() if not k.endswith("/mix")})
         alone(row, {NO_MASK: unmasked["drums"], **members}, refs, mix)
         rows.append(row)
@@ -187,7 +211,7 @@ def stemgmd(folder: Path, kit, members: dict, unmasked: dict, rate: int) -> list
         print(f"{kit_dir.name}: " + ", ".join(f"{p} {row[p] or float('nan'):.1f} (LarsNet {row[p + '/larsnet'] or float('nan'):.1f})" for p in KIT), flush=True)
     return table(f"Real: StemGMD kits {', '.join(names)} (mean of {len(rows)} clips), drums (dB)", rows, KIT,
                  {"": "stemforge drums", **columns("drums", members), "/larsnet": "LarsNet (its own outputs)",
-                  "/mix": "drum mix as estimate"})
+                  "/oracle": ORACLE, "/mix": "drum mix as estimate"})
 
 
 def main() -> None:
