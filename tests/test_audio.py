@@ -18,6 +18,7 @@ from stemforge.audio import (
     resample,
     save_audio,
 )
+from stemforge.audio.encode import mp3_roundtrip
 from stemforge.errors import StemforgeError
 
 SR = 44100
@@ -134,6 +135,24 @@ def test_mp3_click_is_not_delayed(tmp_path):
     loaded = load_audio(save_audio(tmp_path / "click.mp3", audio, SR), sample_rate=SR)
     assert loaded.shape == audio.shape
     assert abs(int(np.argmax(np.abs(loaded[0]))) - 30000) <= 2
+
+
+@pytest.mark.parametrize("bitrate", [32, 48, 64, 128, 320])
+def test_mp3_roundtrip_in_memory_is_aligned_at_every_bitrate(bitrate):
+    """Below 64 kbps LAME writes no gapless header, so the roundtrip drops the encoder delay itself."""
+    audio = np.zeros((2, SR), np.float32)
+    audio[:, 30000] = 0.9
+    out = mp3_roundtrip(audio, SR, bitrate)
+    assert out.shape == audio.shape and out.dtype == np.float32
+    assert abs(int(np.argmax(np.abs(out[0]))) - 30000) <= 2
+
+
+def test_mp3_roundtrip_adds_codec_noise_that_shrinks_with_bitrate_and_never_clips():
+    audio = 3.0 * music(1.3)  # a peak far above full scale
+    noise = {kbps: snr_db(audio, mp3_roundtrip(audio, SR, kbps)) for kbps in (64, 128, 320)}
+    assert 8.0 < noise[64] < noise[128] < noise[320] < 60.0  # lossy, and less so at a higher bitrate
+    peak = np.abs(audio).max()
+    assert peak > 1.2 and np.abs(mp3_roundtrip(audio, SR, 128)).max() > 0.9 * peak  # scaled down and up, not clipped
 
 
 # --- other decoders ---------------------------------------------------------------

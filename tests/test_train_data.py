@@ -160,6 +160,20 @@ def test_timbre_augmentations_off_leave_the_examples_unchanged(data):
     assert not torch.equal(_dataset(data, cfg)[5][1], _dataset(data, on)[5][1])
 
 
+def test_mp3_compression_reaches_the_mixture_and_not_the_targets(data):
+    cfg = AugmentConfig(enable=True, loudness=True, all=StemAugment(random_polarity=0.5))
+    mp3 = replace(cfg, mp3_compression_on_mixture=1.0, mp3_compression_on_mixture_bitrate_min=96,
+                  mp3_compression_on_mixture_bitrate_max=128)
+    clean_mix, clean_targets = _dataset(data, cfg)[5]
+    mix, targets = _dataset(data, mp3)[5]
+    assert torch.equal(targets, clean_targets)  # the same stems, drawn before the codec
+    error = 10 * torch.log10(clean_mix.square().sum() / (mix - clean_mix).square().sum())
+    assert 5.0 < float(error) < 50.0  # codec noise: there, and far below the music
+    assert torch.equal(_dataset(data, mp3)[5][0], mix)  # drawn from the example's own generator
+    off = replace(cfg, mp3_compression_on_mixture_bitrate_min=64)  # probability 0: no draw at all
+    assert all(torch.equal(x, y) for x, y in zip(_dataset(data, off)[5], (clean_mix, clean_targets)))
+
+
 def test_ranks_draw_disjoint_examples_like_distributed_sampler():
     per_rank = [list(StepBatches(0, 5, batch=3, accum=2, rank=r, world=2)) for r in range(2)]
     flat = [{i for b in batches for i in b} for batches in per_rank]

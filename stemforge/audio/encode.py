@@ -11,6 +11,7 @@ header and decodes 1105 samples late and ~1650 samples long.
 """
 from __future__ import annotations
 
+import io
 import os
 import secrets
 import warnings
@@ -29,6 +30,7 @@ SUBTYPES = ("PCM_16", "PCM_24", "FLOAT")
 MP3_BITRATES = (128, 192, 320)
 MP3_RATES = (32000, 44100, 48000)  # MPEG-1 Layer III: the rates that allow 320 kbps
 CLIP_MODES = ("rescale", "clamp", "none")
+LAME_DELAY = 1105  # samples of encoder delay, which decoders drop when the gapless header tells them to
 
 
 def save_audio(
@@ -95,13 +97,41 @@ def atomic_write(path: str | Path) -> Iterator[Path]:
         raise
 
 
+def mp3_roundtrip(audio: np.ndarray, sample_rate: int, bitrate: int) -> np.ndarray:
+    """``audio: [channels, samples]`` through an mp3 encoder and decoder in memory (libsndfile's LAME,
+    CBR ``bitrate`` kbps, 32..320): what a song loses on its way to a listener, sample-aligned and of
+    the same length. A peak above 1 is scaled down for the encoder and back up after, so nothing clips.
+
+    From 64 kbps up LAME writes the gapless header and the decoder drops the encoder delay itself;
+    below, it writes none, so the delay (``LAME_DELAY``) is dropped here.
+    """
+    length = audio.shape[-1]
+    scale = max(1.0, float(np.abs(audio).max(initial=0.0)) / 0.99)
+    buffer = io.BytesIO()
+    data = np.ascontiguousarray(audio.T / scale, dtype=np.float32)
+    sf.write(buffer, data, sample_rate, format="MP3", subtype="MPEG_LAYER_III",
+             compression_level=_mp3_level(bitrate), bitrate_mode="CONSTANT")
+    buffer.seek(0)
+    decoded = sf.read(buffer, dtype="float32", always_2d=True)[0].T
+    if decoded.shape[-1] != length:  # no gapless header
+        decoded = decoded[:, LAME_DELAY:]
+    decoded = decoded[:, :length]
+    if decoded.shape[-1] < length:
+        decoded = np.pad(decoded, ((0, 0), (0, length - decoded.shape[-1])))
+    return np.ascontiguousarray(decoded * np.float32(scale), dtype=np.float32)
+
+
+def _mp3_level(bitrate: int) -> float:
+    """libsndfile's compression level for a CBR ``bitrate``: it maps 0..1 linearly onto 320..32 kbps
+    (1.0 itself is refused; 0.999 gives 32 kbps)."""
+    return min((320 - bitrate) / (320 - 32), 0.999)
+
+
 def _write(tmp: Path, audio: np.ndarray, sample_rate: int, fmt: str, subtype: str, bitrate: int) -> None:
     data = np.ascontiguousarray(audio.T, dtype=np.float32)  # soundfile wants [samples, channels]
     if fmt == "mp3":
-        # libsndfile maps compression level 0..1 linearly onto 320..32 kbps (CBR).
-        level = (320 - bitrate) / (320 - 32)
         sf.write(str(tmp), data, sample_rate, format="MP3", subtype="MPEG_LAYER_III",
-                 compression_level=level, bitrate_mode="CONSTANT")
+                 compression_level=_mp3_level(bitrate), bitrate_mode="CONSTANT")
     else:
         sf.write(str(tmp), data, sample_rate, format=FORMATS[fmt], subtype=subtype)
 

@@ -12,12 +12,17 @@ Two change a stem's timbre, for models that must work on instruments and kits th
 * **seven-band EQ** (MSST's ``seven_band_parametric_eq``): a low shelf, five bells and a high
   shelf at random frequencies and widths, each with a gain drawn uniformly in dB, applied as a
   zero-phase gain curve in the frequency domain (zero-padded, so nothing wraps around).
+
+One changes the mixture alone: **mp3 compression** (MSST's ``mp3_compression_on_mixture``), the
+codec noise real songs arrive with. The targets stay clean, so the model learns to leave that
+noise out of every stem.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from ..audio.encode import mp3_roundtrip
 from ..audio.resample import resample
 from .config import AugmentConfig
 
@@ -52,6 +57,20 @@ def draw_speed(rng: np.random.Generator, cfg: AugmentConfig) -> float:
         return 1.0
     semitones = cfg.all.varispeed_semitones
     return float(2.0 ** (rng.uniform(-semitones, semitones) / 12))
+
+
+def draw_mp3_bitrate(rng: np.random.Generator, cfg: AugmentConfig) -> int | None:
+    """The bitrate (kbps) the mixture is mp3-compressed at, uniform in ``..._bitrate_min..max``; or ``None``."""
+    p = cfg.mp3_compression_on_mixture
+    if not cfg.enable or p <= 0 or rng.random() >= p:
+        return None
+    low, high = cfg.mp3_compression_on_mixture_bitrate_min, cfg.mp3_compression_on_mixture_bitrate_max
+    return int(rng.integers(low, high + 1))
+
+
+def compress_mixture(mix: np.ndarray, bitrate: int | None, sample_rate: int) -> np.ndarray:
+    """``mix: [C, T]`` through mp3 at ``bitrate`` kbps (``audio.encode.mp3_roundtrip``), or as it is for ``None``."""
+    return mix if bitrate is None else mp3_roundtrip(mix, sample_rate, bitrate)
 
 
 def varispeed(x: np.ndarray, length: int) -> np.ndarray:

@@ -38,7 +38,7 @@ _IGNORED_TRAINING = {
     "samplerate": "used by other MSST models (audio.sample_rate is used)",
     "k_sdr": "MSST metric option; stemforge reports global SDR",
 }
-_IGNORED_AUGMENT_PREFIXES = ("mp3_compression", "chunk_size_augm", "chunk_size_min", "chunk_size_max")
+_IGNORED_AUGMENT_PREFIXES = ("chunk_size_augm", "chunk_size_min", "chunk_size_max")
 _IGNORED_STEM_AUGMENT_PREFIXES = (
     "mp3_compression", "pedalboard_", "pitch_shift", "tanh_distortion", "gaussian_noise", "time_stretch",
 )
@@ -109,6 +109,13 @@ class AugmentConfig:
     mixup_probs: tuple[float, ...] = ()
     mixup_loudness_min: float = 0.5
     mixup_loudness_max: float = 1.5
+    # MSST's keys: the mixture (not the targets) through an mp3 encoder and decoder at a bitrate drawn
+    # uniformly in kbps (train/augment.py); stemforge always encodes with libsndfile's LAME, whatever
+    # ``_backend`` names (MSST's lameenc or pedalboard)
+    mp3_compression_on_mixture: float = 0.0
+    mp3_compression_on_mixture_bitrate_min: int = 32
+    mp3_compression_on_mixture_bitrate_max: int = 320
+    mp3_compression_on_mixture_backend: str = "lameenc"
     all: StemAugment = field(default_factory=StemAugment)
 
 
@@ -218,6 +225,11 @@ def _parse_augment(data: Any, where: str, instruments: tuple[str, ...], ignored:
     _check(stem.seven_band_parametric_eq_min_gain_db <= stem.seven_band_parametric_eq_max_gain_db,
            "augmentations.all.seven_band_parametric_eq_min_gain_db must be <= ..._max_gain_db", where)
     _check(all(0 <= p <= 1 for p in aug.mixup_probs), "augmentations.mixup_probs must be probabilities", where)
+    _check(0 <= aug.mp3_compression_on_mixture <= 1,
+           "augmentations.mp3_compression_on_mixture must be a probability in 0..1", where)
+    _check(32 <= aug.mp3_compression_on_mixture_bitrate_min <= aug.mp3_compression_on_mixture_bitrate_max <= 320,
+           "augmentations.mp3_compression_on_mixture_bitrate_min and _max must be kbps with 32 <= min <= max <= 320",
+           where)
     _check(0 <= aug.loudness_min <= aug.loudness_max,
            "augmentations.loudness_min must be >= 0 and <= loudness_max", where)
     _check(not aug.loudness_log or aug.loudness_min > 0,

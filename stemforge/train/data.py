@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .augment import augment_stem, draw_speed, varispeed
+from .augment import augment_stem, compress_mixture, draw_mp3_bitrate, draw_speed, varispeed
 from .config import AugmentConfig
 from .tracks import Track
 
@@ -23,7 +23,8 @@ MAX_TRIES = 10  # redraws of a segment quieter than audio.min_mean_abs
 class SegmentDataset(Dataset):
     """``dataset[i] -> (mix [C, chunk], targets [len(targets), C, chunk])`` float32.
 
-    The mixture is the sum of all ``stems`` after augmentation; ``targets`` (names among
+    The mixture is the sum of all ``stems`` after augmentation (then, with
+    ``augmentations.mp3_compression_on_mixture``, sometimes through mp3); ``targets`` (names among
     ``stems``) are what the model learns to output.
     """
 
@@ -51,7 +52,8 @@ class SegmentDataset(Dataset):
         rng = np.random.default_rng([self.seed, index])
         shared = self._draw_place(rng)
         stems = np.stack([self._stem(name, rng, shared) for name in self.stems])
-        return torch.from_numpy(stems.sum(0)), torch.from_numpy(stems[self.target_index])
+        mix = compress_mixture(stems.sum(0), draw_mp3_bitrate(rng, self.augment), self.sample_rate)
+        return torch.from_numpy(mix), torch.from_numpy(stems[self.target_index])
 
     def _draw_place(self, rng: np.random.Generator) -> tuple[Track, int]:
         track = self.tracks[rng.integers(len(self.tracks))]
