@@ -32,6 +32,27 @@ def test_scaled_stems_sum_to_the_new_mixture(tmp_path):
         np.testing.assert_allclose(out["mixture"], out["kick"] + out["hihat"], atol=1e-7)
 
 
+def test_mp3_codes_the_mixture_and_leaves_the_stems_clean(tmp_path):
+    rate = 44100
+    t = np.arange(rate) / rate
+    stems = {"kick": np.stack([np.sin(2 * np.pi * 80 * t)] * 2, 1), "hihat": 0.1 * np.stack(
+        [np.sin(2 * np.pi * 9000 * t), np.cos(2 * np.pi * 9000 * t)], 1)}
+    (tmp_path / "src" / "a").mkdir(parents=True)
+    for name, audio in stems.items():
+        sf.write(tmp_path / "src" / "a" / f"{name}.wav", 0.5 * audio.astype(np.float32), rate, subtype="FLOAT")
+    assert scale_stems.main([str(tmp_path / "src"), str(tmp_path / "dst"), "--stems", "kick", "hihat",
+                             "--mp3", "64"]) == 0
+    out = {name: sf.read(tmp_path / "dst" / "a" / f"{name}.wav", dtype="float32")[0]
+           for name in ("kick", "hihat", "mixture")}
+    clean = out["kick"] + out["hihat"]
+    np.testing.assert_array_equal(out["hihat"], 0.5 * stems["hihat"].astype(np.float32))
+    assert out["mixture"].shape == clean.shape and not np.allclose(out["mixture"], clean, atol=1e-3)
+    snr = 10 * np.log10((clean ** 2).sum() / ((out["mixture"] - clean) ** 2).sum())
+    assert 5 < snr < 60  # coded, aligned, and still the same music
+    with pytest.raises(SystemExit, match="32..320 kbps"):
+        scale_stems.main([str(tmp_path / "src"), str(tmp_path / "x"), "--stems", "kick", "--mp3", "16"])
+
+
 def test_a_gain_for_an_unknown_stem_is_refused():
     with pytest.raises(SystemExit, match="STEM one of kick, hihat"):
         scale_stems.parse_gains(["snare=0.5"], ["kick", "hihat"])
