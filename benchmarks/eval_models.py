@@ -7,6 +7,8 @@
   ``default-base``, the one-network option, as users run it (with its soft mask);
 * optionally (``--quiet-drums``) drum stems whose hi-hat and cymbals were turned down
   (``scripts/scale_stems.py``), the level at which real kits often hold them: ``drums`` and its members;
+* optionally (``--mp3-drums``) drum stems that went through mp3 (``scale_stems.py --mp3``; the pieces
+  stay clean), as real songs reach users: the same;
 * optionally (``--unseen``) held-out songs rendered with a soundfont that no shipped model was trained
   on (``stemforge synth --soundfont TimGM6mb.sf2``): ``default``, ``default-base`` and ``drums`` (on the
   true drum stem), a check that gains on the training soundfonts carry over to other instruments;
@@ -22,7 +24,7 @@ is skipped (``stemforge.eval``). Synthetic numbers are means over songs.
 
     python benchmarks/eval_models.py --synth corpus/test --dev ../shared/data/dev
     python benchmarks/eval_models.py --synth corpus/test --quiet-drums corpus/test_drums_quiet \
-        --unseen corpus/test_timgm
+        --mp3-drums corpus/test_drums_mp3 --unseen corpus/test_timgm
 """
 
 from __future__ import annotations
@@ -131,7 +133,7 @@ def synthetic(folder: Path, song, kit, chain, base, members: dict, unmasked: dic
     return lines, rtf
 
 
-def quiet_drums(folder: Path, kit, members: dict, unmasked: dict, rate: int) -> list[str]:
+def drum_view(folder: Path, what: str, kit, members: dict, unmasked: dict, rate: int) -> list[str]:
     """``drums`` and its members on drum views (``mixture.wav`` = the drum stem, one WAV per piece)."""
     from stemforge.audio import load_audio
 
@@ -142,8 +144,7 @@ def quiet_drums(folder: Path, kit, members: dict, unmasked: dict, rate: int) -> 
         refs = {p: load_audio(track / f"{p}.wav", rate) for p in KIT}
         row = score(refs, dict(zip(kit.stems, kit.separate_mix(drums))), drums)
         rows.append(alone(with_oracle(row, refs, drums), {NO_MASK: unmasked["drums"], **members}, refs, drums))
-    return table(f"drums: kit pieces from {len(tracks)} held-out drum stems with the hi-hat and cymbals turned down "
-                 f"(`{folder}`) (dB)", rows, KIT,
+    return table(f"drums: kit pieces from {len(tracks)} held-out drum stems {what} (`{folder}`) (dB)", rows, KIT,
                  {"": "stemforge drums", **columns("drums", members), "/oracle": ORACLE,
                   "/mix": "drum stem as estimate"})
 
@@ -218,6 +219,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--synth", type=Path, required=True, help="held-out songs from `stemforge synth`")
     p.add_argument("--quiet-drums", type=Path, help="drum views made by scripts/scale_stems.py from held-out songs")
+    p.add_argument("--mp3-drums", type=Path, help="drum views whose mixture went through mp3 (scale_stems.py --mp3)")
     p.add_argument("--unseen", type=Path, help="held-out songs rendered with a soundfont no model was trained on")
     p.add_argument("--dev", type=Path, default=REPO.parent / "shared" / "data" / "dev")
     p.add_argument("--threads", default="2")
@@ -244,7 +246,11 @@ def main() -> None:
     rate = song.sample_rate
     lines, rtf = synthetic(args.synth, song, kit, chain, base, members, unmasked, rate)
     if args.quiet_drums:
-        lines += quiet_drums(args.quiet_drums, kit, members["drums"], unmasked, rate)
+        lines += drum_view(args.quiet_drums, "with the hi-hat and cymbals turned down", kit, members["drums"],
+                           unmasked, rate)
+    if args.mp3_drums:
+        lines += drum_view(args.mp3_drums, "that went through mp3 (the pieces did not)", kit, members["drums"],
+                           unmasked, rate)
     if args.unseen:
         lines += unseen_soundfont(args.unseen, song, base, kit, rate)
     lines += musdb_clip(next(args.dev.glob("*.stem.mp4")), song, base, members["default"], unmasked, rate)
