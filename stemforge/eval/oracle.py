@@ -4,8 +4,9 @@ The ideal ratio mask (IRM) hands every STFT bin of the mixture to the stems in p
 true power, ``|S_j|^2 / sum_k |S_k|^2``: the ceiling of the soft-mask kind of separation that
 stemforge's post-filter does (the "IRM2" oracle of SiSEC/museval, here on a 4096-point STFT with
 hop 1024). Reported beside a model, it tells how much of the gap to perfect is the model's and how
-much the mixture's: on real drum recordings the pieces overlap in time and frequency and the mix
-holds room sound that no piece's reference has, so even the oracle stays low there.
+much the mixture's. On real drum recordings the pieces overlap in time and frequency, and the mix
+may hold what no piece's reference has (room sound, or, when the mix and each piece were encoded to
+mp3 apart, as in the StemGMD clips, the codec noise of each), so even the oracle stays low there.
 """
 
 from __future__ import annotations
