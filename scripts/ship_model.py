@@ -9,8 +9,8 @@ its sha256 and size in ``stemforge/registry.json``, whose entry NAME points at t
 to the stems a specialist is shipped for; with several ``--valid`` folders the score is the mean over
 them. With ``--members`` it writes a bag instead (:class:`stemforge.models.StemBag`): registered
 networks, each contributing the stems listed after it (``STEM:WEIGHT`` where several members give one
-stem, which is then their weighted mean); with ``--valid`` every member and the bag are
-scored first. See MODELS.md.
+stem, which is then their weighted mean); with ``--valid`` every member (alone, the network only) and
+the bag (as users run it: with its config's soft mask, if on) are scored first. See MODELS.md.
 
     python scripts/ship_model.py --run runs/default --name default --weights auto --valid corpus/valid \
         --description "4-stem MDX23C trained on the synthetic corpus"
@@ -129,9 +129,10 @@ def pick_weights(run: Path, name: str, cfg, config: Path, valid: list[Path], sco
     return best
 
 
-def score(model, cfg, valid: list[Path]) -> dict[str, float]:
+def score(model, cfg, valid: list[Path], masked: bool = False) -> dict[str, float]:
     """Mean global SDR per stem on the whole songs of each ``valid`` folder, averaged over the folders,
-    separated as users do (the engine at the config's inference overlap, fp32, CPU)."""
+    separated as users do (the engine at the config's inference overlap, fp32, CPU); ``masked``: with
+    the config's soft mask after the network when the config turns it on."""
     import tempfile
 
     import torch
@@ -139,7 +140,8 @@ def score(model, cfg, valid: list[Path]) -> dict[str, float]:
     from stemforge.train.tracks import find_tracks
     from stemforge.train.validate import Separation, validate
 
-    how = Separation(cfg.chunk_size, cfg.inference.num_overlap or 2, 1, torch.device("cpu"))
+    mask = cfg.inference.soft_mask_settings if masked and cfg.inference.soft_mask else None
+    how = Separation(cfg.chunk_size, cfg.inference.num_overlap or 2, 1, torch.device("cpu"), soft_mask=mask)
     per_folder = []
     for folder in valid:
         with tempfile.TemporaryDirectory() as cache:
@@ -183,8 +185,9 @@ def ship_bag(name: str, specs: list[str], valid: list[Path] | None, description:
             per_stem = score(m.model, m.config, valid)
             report(m.name, sum(per_stem.values()) / len(per_stem), per_stem, valid)
         bag = load_bag(name, loaded, registry.bag_weights(parsed))
-        per_stem = score(bag.model, bag.config, valid)
-        report(f"bag {name}", sum(per_stem.values()) / len(per_stem), per_stem, valid)
+        per_stem = score(bag.model, bag.config, valid, masked=True)
+        mask = " (soft mask on)" if bag.config.inference.soft_mask else ""
+        report(f"bag {name}{mask}", sum(per_stem.values()) / len(per_stem), per_stem, valid)
     write_entry(entry)
     print(f"wrote the bag {name!r} into {REGISTRY_PATH}")
 

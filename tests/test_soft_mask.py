@@ -131,3 +131,32 @@ def test_cli_streams_the_filter_like_in_memory_and_turns_it_off(tmp_path, masked
     mix = torch.from_numpy(sf.read(song, dtype="float32")[0].T.copy())
     expected = soft_mask(mix, off, SoftMask(1.5, 1024, 2.0))
     assert np.abs(np.stack([read("s", s) for s in stems]) - expected.numpy()).max() <= 1e-5
+
+
+def test_validation_with_the_soft_mask_scores_what_users_get(tmp_path):
+    """`ship_model.py` scores a bag through training's validation with the config's soft mask: the same
+    stems as `Separator` with its soft mask, so a bag is reported as it will be heard."""
+    from stemforge.eval import track_sdr
+    from stemforge.separator import random_checkpoint
+    from stemforge.train.tracks import find_tracks
+    from stemforge.train.validate import Separation, validate
+
+    from .test_train_helpers import STEMS, make_dataset, tiny_config
+
+    config = tiny_config(tmp_path, **{"inference.soft_mask": True, "inference.soft_mask_power": 1.5,
+                                      "inference.soft_mask_n_fft": 1024})
+    sep = Separator(checkpoint=random_checkpoint(config, tmp_path / "w.ckpt", seed=3), config=config,
+                    precision="fp32", batch_size=1, lanes=1)
+    tracks = find_tracks(make_dataset(tmp_path / "songs", tracks=2, seconds=1.0), STEMS, 44100, tmp_path / "cache")
+    how = Separation(sep.config.chunk_size, sep.overlap, 1, torch.device("cpu"), soft_mask=sep.soft_mask)
+    masked, _ = validate(sep.loaded.model, tracks, STEMS, STEMS, how)
+    plain, _ = validate(sep.loaded.model, tracks, STEMS, STEMS, Separation(sep.config.chunk_size, sep.overlap, 1,
+                                                                           torch.device("cpu")))
+    expected = []
+    for track in tracks:
+        mix = track.read("mixture", 0, track.length, 2)
+        refs = np.stack([track.read(s, 0, track.length, 2) for s in STEMS])
+        expected.append(track_sdr(refs, sep.separate_mix(mix), mix, STEMS))
+    for stem in STEMS:
+        assert masked[stem] == pytest.approx(np.mean([e[stem] for e in expected]), abs=1e-3)
+    assert masked != pytest.approx(plain, abs=1e-2)  # the mask did change the stems

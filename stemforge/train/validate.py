@@ -8,27 +8,32 @@ import numpy as np
 import torch
 
 from ..engine import ChunkRunner, separate_tensor
+from ..engine.soft_mask import SoftMask, soft_mask
 from ..eval import mean_sdr, track_sdr
 from .tracks import Track
 
 
 @dataclass(frozen=True)
 class Separation:
-    """How the engine runs: chunk length, overlap, batch size, device and network dtype."""
+    """How the engine runs: chunk length, overlap, batch size, device and network dtype, and the
+    soft mask after the network (``None``, as in training: the network alone)."""
 
     chunk: int
     overlap: int
     batch_size: int
     device: torch.device
     dtype: torch.dtype = torch.float32
+    soft_mask: SoftMask | None = None
 
 
 def separate(model: torch.nn.Module, mix: np.ndarray, stems: int, how: Separation) -> torch.Tensor:
-    """``mix [C, S] -> [stems, C, S]`` with :class:`ChunkRunner` and :func:`separate_tensor`."""
+    """``mix [C, S] -> [stems, C, S]`` with :class:`ChunkRunner` and :func:`separate_tensor` (then the
+    soft mask, if ``how`` has one)."""
     run = ChunkRunner(model, how.device, how.dtype)
-    return separate_tensor(
+    out = separate_tensor(
         run, mix, chunk=how.chunk, overlap=how.overlap, batch_size=how.batch_size, num_stems=stems, device=how.device
     )
+    return out if how.soft_mask is None else soft_mask(torch.as_tensor(mix, dtype=torch.float32), out, how.soft_mask)
 
 
 def validate(
