@@ -19,6 +19,7 @@ from .engine.batching import auto_batch_size, batch_cap
 from .engine.lanes import Lanes, resolve_lanes
 from .engine.msst import separate_msst
 from .engine.soft_mask import SoftMaskedStream, soft_mask
+from .engine.tta import Mirrored
 from .errors import StemforgeError
 from .models import MDX23C, StemBag
 
@@ -119,6 +120,9 @@ class Separator:
             parameters on a CPU with 2+ threads, else 1.
         soft_mask: run the soft-mask post-filter on the stems (:mod:`stemforge.engine.soft_mask`);
             ``None`` (default): as the config's ``inference.soft_mask`` says (on for the shipped models).
+        tta: test-time augmentation: each chunk also runs with its channels swapped and its polarity
+            inverted, and the mirrored-back outputs are averaged (:mod:`stemforge.engine.tta`; about
+            +0.03 dB for three times the network time).
     """
 
     def __init__(
@@ -137,6 +141,7 @@ class Separator:
         onnx: str | Path | None = None,
         lanes: int | str = "auto",
         soft_mask: bool | None = None,
+        tta: bool = False,
     ):
         if window not in WINDOWS:
             raise StemforgeError(f"unknown window '{window}'; use one of {', '.join(WINDOWS)}")
@@ -170,7 +175,11 @@ class Separator:
         self.runner = ChunkRunner(self.loaded.model, self.device, self.dtype, backend=net)
         self.batch_size = self._batch_size(batch_size)
         self.run = Lanes(self.runner, self.lanes, self.lane_threads) if self.lanes > 1 else self.runner
-        """``chunks: [lanes * batch_size, C, chunk] -> [.., stems, C, chunk]``: the runner, on every lane."""
+        """``chunks: [lanes * batch_size, C, chunk] -> [.., stems, C, chunk]``: the runner, on every lane
+        (and on each chunk's mirror images with ``tta``)."""
+        self.tta = tta
+        if tta:
+            self.run = Mirrored(self.run)
 
     @property
     def name(self) -> str:
