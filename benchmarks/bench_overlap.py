@@ -1,6 +1,7 @@
 """Quality vs cost of the engine's knobs on a trained model and MUSDB-layout songs.
 
-* SDR per stem (global SDR, stemforge.eval) and seconds per 3-minute song vs ``--overlap``;
+* SDR per stem (global SDR, stemforge.eval) and seconds per 3-minute song vs ``--overlap``, and
+  with ``--tta`` each overlap also with test-time augmentation (stemforge.engine.tta);
 * activation memory (measured peak, stemforge.engine.peak_memory) and speed per batch size;
 * SDR cost of bf16/fp16 networks vs fp32: the change in SDR per stem, and the SDR of the
   reduced-precision output taking the fp32 output as reference (how far apart they are).
@@ -11,6 +12,7 @@ PNG plots (matplotlib, Agg) to ``--out``.
     python benchmarks/bench_overlap.py --checkpoint m.ckpt --config m.yaml --songs musdb18hq/test
     python benchmarks/bench_overlap.py --model drums --songs corpus/test_drums --seconds 12
     python benchmarks/bench_overlap.py ... --overlaps 2 4 8 --batches 1 4 --precisions bf16 --seconds 30
+    python benchmarks/bench_overlap.py --model default --songs corpus/test --overlaps 2 3 4 --tta
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ def main() -> None:
     parser.add_argument("--config", type=Path)
     parser.add_argument("--songs", type=Path, required=True, help="folder of MUSDB-layout tracks")
     parser.add_argument("--overlaps", nargs="+", type=int, default=[2, 4, 6, 8, 16])
+    parser.add_argument("--tta", action="store_true", help="also score each overlap with test-time augmentation")
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 2, 4, 8])
     parser.add_argument("--precisions", nargs="+", default=["bf16", "fp16"], choices=("bf16", "fp16"))
     parser.add_argument("--overlap", type=int, default=4, help="overlap for the batch and precision runs")
@@ -114,17 +117,23 @@ def main() -> None:
              + (f", cropped to {args.seconds:g} s" if args.seconds else "") + ". SDR: global SDR in dB, mean over songs.", ""]
 
     # overlap: quality vs time
-    by_overlap = {}
+    by_overlap, with_tta = {}, {}
     for overlap in args.overlaps:
         per_stem, seconds, _ = evaluate(separator(overlap=overlap), songs)
         by_overlap[overlap] = (per_stem, seconds)
         print(f"overlap {overlap}: {per_stem} {seconds:.1f} s/3-min song", flush=True)
-    lines += ["## SDR and time vs overlap (fp32, batch 1)", "",
+        if args.tta:
+            per_stem, seconds, _ = evaluate(separator(overlap=overlap, tta=True), songs)
+            with_tta[overlap] = (per_stem, seconds)
+            print(f"overlap {overlap} + tta: {per_stem} {seconds:.1f} s/3-min song", flush=True)
+    lines += ["## SDR and time vs overlap (fp32, batch 1)" + (", with and without test-time augmentation" if args.tta
+                                                             else ""), "",
               "| overlap | " + " | ".join(f"{s} dB" for s in stems) + " | mean dB | s per 3-min song |",
               "|---" * (len(stems) + 3) + "|"]
-    for o, (per_stem, seconds) in by_overlap.items():
+    rows = [(str(o), by_overlap[o]) for o in args.overlaps] + [(f"{o} + tta", with_tta[o]) for o in with_tta]
+    for label, (per_stem, seconds) in rows:
         values = [per_stem.get(s, float("nan")) for s in stems]
-        lines.append(f"| {o} | " + " | ".join(f"{v:.2f}" for v in values) + f" | {np.nanmean(values):.2f} | {seconds:.1f} |")
+        lines.append(f"| {label} | " + " | ".join(f"{v:.2f}" for v in values) + f" | {np.nanmean(values):.2f} | {seconds:.1f} |")
 
     # batch: memory and time
     lines += ["", f"## Batch size (fp32, overlap {args.overlap})", "",
