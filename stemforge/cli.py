@@ -50,7 +50,7 @@ def _add_separate(sub) -> None:
                           "(default: as the model's config says; on for the shipped models)")
     eng.add_argument("--tta", action="store_true",
                      help="test-time augmentation: also run each chunk with its channels swapped and its polarity "
-                          "inverted and average (about +0.03 dB for three times the network time)")
+                          "inverted and average (a few hundredths of a dB for three times the network time)")
     eng.add_argument("--in-memory", action="store_true",
                      help="decode the whole file first instead of streaming it (memory grows with the track)")
     out = p.add_argument_group("output")

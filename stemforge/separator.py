@@ -121,8 +121,8 @@ class Separator:
         soft_mask: run the soft-mask post-filter on the stems (:mod:`stemforge.engine.soft_mask`);
             ``None`` (default): as the config's ``inference.soft_mask`` says (on for the shipped models).
         tta: test-time augmentation: each chunk also runs with its channels swapped and its polarity
-            inverted, and the mirrored-back outputs are averaged (:mod:`stemforge.engine.tta`; about
-            +0.03 dB for three times the network time).
+            inverted, and the mirrored-back outputs are averaged (:mod:`stemforge.engine.tta`; a few
+            hundredths of a dB for three times the network time).
     """
 
     def __init__(

@@ -24,7 +24,7 @@ def test_tta_is_the_mean_over_the_mirrored_songs(msst_ref):
     expected = (plain.separate_mix(mix) + swapped - plain.separate_mix(-mix)) / 3
     got = tta.separate_mix(mix)
     assert np.abs(got - expected).max() <= 1e-5
-    assert np.abs(got - plain.separate_mix(mix)).max() > 1e-3  # a trained-or-not network is not mirror-exact
+    assert np.abs(got - plain.separate_mix(mix)).max() > 1e-3  # this network is not mirror-exact: TTA changes the stems
 
 
 def test_mirror_exact_network_is_unchanged_and_mono_runs_twice():
