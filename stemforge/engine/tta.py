@@ -29,10 +29,8 @@ class Mirrored:
         self.run = run
 
     def __call__(self, chunks: torch.Tensor) -> torch.Tensor:
-        out = self.run(chunks).clone()  # the sum starts in a tensor of our own
-        passes = 2
-        out -= self.run(-chunks)
-        if chunks.shape[1] > 1:
+        stereo = chunks.shape[1] > 1
+        out = self.run(chunks) - self.run(-chunks)  # a new tensor: the sums below stay out of the runner's
+        if stereo:
             out += self.run(chunks.flip(1)).flip(2)
-            passes += 1
-        return out.div_(passes)
+        return out.div_(3 if stereo else 2)
