@@ -23,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--init", default=None, metavar="CKPT",
                         help="start a new run from these weights (.ckpt or .safetensors), to fine-tune; "
                              "optimizer, EMA, LR schedule and step count start afresh")
+    parser.add_argument("--widen", action="store_true",
+                        help="the --init weights come from a narrower network (smaller model.num_channels / "
+                             "growth): embed them so the wider model starts computing what they compute")
     parser.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="SECTION.KEY=VALUE",
                         help="override config values, e.g. --set training.lr=1e-4 training.seed=1; the run's "
                              "config.yaml records the merged config")
@@ -43,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         train(args.config, args.data, args.results, valid=args.valid, resume=args.resume, device=args.device,
-              init=args.init, overrides=args.overrides)
+              init=args.init, widen=args.widen, overrides=args.overrides)
     except StemforgeError as exc:
         print(f"stemforge train: error: {exc}", file=sys.stderr)
         return 2

@@ -38,6 +38,7 @@ from .log import JsonlLog
 from .loss import SeparationLoss
 from .tracks import find_tracks
 from .validate import Separation, random_segments, validate
+from .widen import widen_state_dict
 
 
 def train(
@@ -50,23 +51,28 @@ def train(
     device: str = "auto",
     stop_after: int | None = None,
     init: str | Path | None = None,
+    widen: bool = False,
     overrides: Sequence[str] = (),
 ) -> MDX23C:
     """Train the model of ``config`` on ``data``; write checkpoints and the log to ``results``.
 
-    ``init``: weights to start a new run from (fine-tuning). ``overrides``: ``SECTION.KEY=VALUE``
+    ``init``: weights to start a new run from (fine-tuning); with ``widen``, weights of a narrower
+    network (smaller ``num_channels``/``growth``), embedded so that the run starts from the function they
+    compute (:mod:`stemforge.train.widen`). ``overrides``: ``SECTION.KEY=VALUE``
     strings applied to the config (``--set``). ``stop_after``: return after that
     many optimizer steps without saving (as if killed there). Returns the trained model (raw
     weights, not EMA).
     """
     if init is not None and resume:
         raise StemforgeError("--init starts a new run from weights and --resume continues a run; pass one of them")
+    if widen and init is None:
+        raise StemforgeError("--widen widens the --init weights; pass --init CKPT too")
     setup = load_setup(config, overrides)
     keep_freed_memory()  # a CPU step re-faulted its activations on every forward and backward
     info, dev = distributed.init(resolve_device(device))
     try:
         trainer = Trainer(setup, Path(data), valid and Path(valid), Path(results), dev, info, resume,
-                          init and Path(init))
+                          init and Path(init), widen)
         trainer.run(stop_after)
         return trainer.model
     finally:
@@ -91,7 +97,8 @@ class Trainer:
     """Holds the model, optimizer, scaler, scheduler, EMA, data and the step counter of one run."""
 
     def __init__(self, setup: TrainSetup, data: Path, valid: Path | None, results: Path,
-                 device: torch.device, info: distributed.Dist, resume: bool, init: Path | None = None):
+                 device: torch.device, info: distributed.Dist, resume: bool, init: Path | None = None,
+                 widen: bool = False):
         self.setup, self.t, self.device, self.info = setup, setup.training, device, info
         self.files = RunFiles(results)
         self._prepare_results(resume)
@@ -107,7 +114,10 @@ class Trainer:
         torch.manual_seed(t.seed)
         self.model = MDX23C.from_config(cfg).to(device)
         if init is not None:  # before the EMA copies the model
-            load_weights(self.model, read_state_dict(init), init, setup.path)
+            state = read_state_dict(init)
+            if widen:
+                state = widen_state_dict(state, self.model, f"--init '{init}'")
+            load_weights(self.model, state, init, setup.path)
         self.dtype = amp_dtype(t, device)
         forward = AmpForward(self.model, device, self.dtype)
         self.forward = DistributedDataParallel(forward) if info.world > 1 else forward
