@@ -111,16 +111,19 @@ def read_weights(run: Path, which: str) -> tuple[Path, dict]:
 
 
 def pick_weights(run: Path, name: str, cfg, config: Path, valid: list[Path], scored: tuple[str, ...]) -> str:
-    """``last`` (EMA), ``raw`` or ``shipped`` (the weights registered as ``name`` now, if any): the
-    highest mean global SDR of the ``scored`` stems on the whole songs of the ``valid`` folders."""
-    candidates = {which: read_weights(run, which) for which in ("last", "raw")}
+    """``last`` (EMA), ``raw`` or ``shipped`` (the weights registered as ``name`` now, if any, in the
+    network of the config registered with them): the highest mean global SDR of the ``scored`` stems
+    on the whole songs of the ``valid`` folders."""
+    candidates = {which: (*read_weights(run, which), cfg, config) for which in ("last", "raw")}
     shipped = PACKAGE / "weights" / f"{name}.safetensors"
-    if shipped.exists():
-        candidates["shipped"] = shipped, read_state_dict(shipped)
+    if shipped.exists():  # with the config it ships with now, which may differ (e.g. a narrower network)
+        entry = {e["name"]: e for e in json.loads(REGISTRY_PATH.read_text())}.get(name)
+        now = PACKAGE / entry["config"] if entry else config
+        candidates["shipped"] = shipped, read_state_dict(shipped), load_config(now), now
     scores = {}
-    for which, (source, state) in candidates.items():
-        model = MDX23C.from_config(cfg)
-        load_weights(model, state, source, config)
+    for which, (source, state, cfg_used, config_used) in candidates.items():
+        model = MDX23C.from_config(cfg_used)
+        load_weights(model, state, source, config_used)
         per_stem = score(model, cfg, valid)
         scores[which] = sum(per_stem[s] for s in scored) / len(scored)
         report(which, scores[which], per_stem, valid, "" if scored == cfg.stems else f" ({', '.join(scored)})")
