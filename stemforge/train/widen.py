@@ -4,8 +4,8 @@ A network with ``num_channels``/``growth`` of, say, 32/24 becomes one of 48/36 w
 scales, blocks, sub-bands, stems and STFT. Every old weight keeps its place; the new channels get the
 wider model's own random initialisation, and every layer that reads channels gets zero weights on the
 new ones. So at step 0 the wide model's output equals the narrow one's (``tests/test_widen.py``), and
-training only adds what the new channels learn. The new channels' norms start as identity (weight 1,
-bias 0), as PyTorch initialises them.
+training goes on from what the narrow network had learnt, with room to learn more. The new channels'
+norms start as PyTorch initialises them (weight 1, bias 0).
 
 Where a layer reads a concatenation (a decoder level's ``[upscaled, skip]``), the old channels of
 each part keep their places inside that part.
