@@ -31,7 +31,7 @@ from stemforge.audio import atomic_write
 from stemforge.checkpoint import load_weights, read_state_dict
 from stemforge.config import load_config
 from stemforge.models import MDX23C
-from stemforge.registry import REGISTRY_PATH, load_registry, sha256sum
+from stemforge.registry import REGISTRY_PATH, config_path, load_registry, sha256sum
 from stemforge.train.checkpointing import load_resume
 
 PACKAGE = REGISTRY_PATH.parent
@@ -117,8 +117,8 @@ def pick_weights(run: Path, name: str, cfg, config: Path, valid: list[Path], sco
     candidates = {which: (*read_weights(run, which), cfg, config) for which in ("last", "raw")}
     shipped = PACKAGE / "weights" / f"{name}.safetensors"
     if shipped.exists():  # with the config it ships with now, which may differ (e.g. a narrower network)
-        entry = {e["name"]: e for e in json.loads(REGISTRY_PATH.read_text())}.get(name)
-        now = PACKAGE / entry["config"] if entry else config
+        entry = load_registry().get(name)
+        now = config_path(entry) if entry is not None else config
         candidates["shipped"] = shipped, read_state_dict(shipped), load_config(now), now
     scores = {}
     for which, (source, state, cfg_used, config_used) in candidates.items():
