@@ -1,9 +1,11 @@
 """Turn a training run into a model shipped inside the package.
 
-Writes ``stemforge/weights/NAME.safetensors`` (fp32, or fp16 with ``--half``: the run's ``best.ckpt``
+Writes ``stemforge/weights/NAME.safetensors`` (``--store``: fp32, fp16 (``--half``) or int8 with a
+scale per output channel, :mod:`stemforge.quantize`; from the run's ``best.ckpt``
 or ``last.ckpt``, EMA weights, or ``raw``: the optimizer's own weights at the last save, from
 ``resume.pt``; ``auto``: whichever of ``last`` and ``raw`` scores the higher mean SDR on the whole
-``--valid`` songs, or nothing at all if the weights NAME ships now score higher still) and records
+``--valid`` songs, or nothing at all if the weights NAME ships now score higher still; ``shipped``:
+the weights NAME ships now, stored again, e.g. in int8, no ``--run`` needed) and records
 its sha256 and size in ``stemforge/registry.json``, whose entry NAME points at the packaged config
 (``--config``, default ``stemforge/configs/NAME.yaml``). ``--score-stems`` limits the ``auto`` score
 to the stems a specialist is shipped for; with several ``--valid`` folders the score is the mean over
@@ -31,6 +33,7 @@ from stemforge.audio import atomic_write
 from stemforge.checkpoint import load_weights, read_state_dict
 from stemforge.config import load_config
 from stemforge.models import MDX23C
+from stemforge.quantize import quantize_int8
 from stemforge.registry import REGISTRY_PATH, config_path, load_registry, sha256sum
 from stemforge.train.checkpointing import load_resume
 
@@ -39,7 +42,7 @@ PACKAGE = REGISTRY_PATH.parent
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    source = p.add_mutually_exclusive_group(required=True)
+    source = p.add_mutually_exclusive_group()
     source.add_argument("--run", type=Path, help="training results folder (holds best.ckpt)")
     source.add_argument("--members", nargs="+", metavar="MODEL=STEM,STEM",
                         help="ship a bag of registered networks, each giving the stems listed after it "
@@ -47,20 +50,28 @@ def main() -> None:
     p.add_argument("--name", required=True, help="registry name")
     p.add_argument("--config", type=Path, help="packaged YAML of the network (default stemforge/configs/NAME.yaml)")
     p.add_argument("--score-stems", help="comma-separated stems that --weights auto scores (default: all)")
-    p.add_argument("--weights", default="best", choices=("best", "last", "raw", "auto"),
-                   help="best.ckpt, last.ckpt (EMA weights), raw (the non-averaged weights in resume.pt), or "
-                        "auto: the best of last, raw and the weights shipped now on the --valid songs")
+    p.add_argument("--weights", default="best", choices=("best", "last", "raw", "auto", "shipped"),
+                   help="best.ckpt, last.ckpt (EMA weights), raw (the non-averaged weights in resume.pt), "
+                        "auto: the best of last, raw and the weights shipped now on the --valid songs, or "
+                        "shipped: the weights registered as --name now (to store them again, e.g. --store int8)")
     p.add_argument("--valid", type=Path, nargs="+",
                    help="validation songs (MUSDB layout folders) for --weights auto and bags")
-    p.add_argument("--half", action="store_true",
-                   help="store the weights in fp16 (half the size; they load into the fp32 network)")
+    p.add_argument("--store", choices=("fp32", "fp16", "int8"), default="fp32",
+                   help="how the file stores the weights (they load into the fp32 network): fp16 is half the "
+                        "size, int8 a quarter (weights with a scale per output channel, the rest fp16)")
+    p.add_argument("--half", action="store_const", const="fp16", dest="store", help="the same as --store fp16")
     p.add_argument("--description", required=True)
     args = p.parse_args()
+    if args.run is None and args.members is None and args.weights != "shipped":
+        p.error("give --run DIR (or --members, or --weights shipped)")
     if args.members:
         return ship_bag(args.name, args.members, args.valid, args.description)
     if args.weights == "auto" and args.valid is None:
         p.error("--weights auto needs --valid DIR")
 
+    registered = load_registry().get(args.name)
+    if args.config is None and args.weights == "shipped" and registered is not None:
+        args.config = config_path(registered)  # stored again in the network it ships with
     config = (args.config or PACKAGE / "configs" / f"{args.name}.yaml").resolve()
     if config.parent != PACKAGE / "configs":
         p.error(f"--config must be a YAML in {PACKAGE / 'configs'} (it ships with the weights)")
@@ -68,16 +79,22 @@ def main() -> None:
     scored = tuple(args.score_stems.split(",")) if args.score_stems else cfg.stems
     if set(scored) - set(cfg.stems):
         p.error(f"--score-stems: the model outputs {', '.join(cfg.stems)}")
-    choice = pick_weights(args.run, args.name, cfg, config, args.valid, scored) if args.weights == "auto" else args.weights
-    if choice == "shipped":
-        print(f"kept the shipped {args.name}: the run's weights score lower")
-        return None
-    source, state = read_weights(args.run, choice)
-    load_weights(MDX23C.from_config(cfg), state, source, config)  # ships only what loads, strict
+    choice = args.weights
+    if choice == "auto":
+        choice = pick_weights(args.run, args.name, cfg, config, args.valid, scored)
+        if choice == "shipped":
+            print(f"kept the shipped {args.name}: the run's weights score lower")
+            return None
     weights = PACKAGE / "weights" / f"{args.name}.safetensors"
+    if choice == "shipped":
+        if not weights.exists():
+            p.error(f"--weights shipped: no {weights}")
+        source, state = weights, read_state_dict(weights)
+    else:
+        source, state = read_weights(args.run, choice)
+    load_weights(MDX23C.from_config(cfg), state, source, config)  # ships only what loads, strict
     with atomic_write(weights) as tmp:
-        dtype = torch.float16 if args.half else torch.float32
-        save_file({k: v.to(dtype).contiguous() for k, v in state.items()}, str(tmp))
+        save_file(stored(state, args.store), str(tmp))
 
     entry = {
         "name": args.name, "architecture": "mdx23c", "description": args.description,
@@ -88,6 +105,14 @@ def main() -> None:
     }
     write_entry(entry)
     print(f"wrote {weights} ({entry['size'] / 1e6:.1f} MB, sha256 {entry['sha256'][:12]}...) and {REGISTRY_PATH}")
+
+
+def stored(state: dict[str, torch.Tensor], store: str) -> dict[str, torch.Tensor]:
+    """The tensors written for ``store`` (fp32, fp16 or int8)."""
+    if store == "int8":
+        return quantize_int8(state)
+    dtype = torch.float16 if store == "fp16" else torch.float32
+    return {k: v.to(dtype).contiguous() for k, v in state.items()}
 
 
 def write_entry(entry: dict) -> None:

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from .errors import StemforgeError
+from .quantize import dequantize_int8
 
 _WRAPPER_KEYS = ("state_dict", "model", "state", "model_state_dict")
 _PREFIXES = ("module.", "_orig_mod.")
@@ -18,7 +19,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a bare state_dict from ``.ckpt``/``.pt``/``.pth`` (torch, weights only) or ``.safetensors``.
 
     Accepts the usual wrappers (``{"state_dict": ...}``, ``{"model": ...}``, ``{"state": ...}``) and strips
-    the ``module.`` (DDP) and ``_orig_mod.`` (torch.compile) prefixes.
+    the ``module.`` (DDP) and ``_orig_mod.`` (torch.compile) prefixes. Weights stored in int8
+    (:mod:`stemforge.quantize`) come back as fp32.
     """
     path = Path(path)
     if not path.is_file():
@@ -31,6 +33,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             obj = load_file(str(path), device="cpu")
         except (SafetensorError, OSError, ValueError) as exc:
             raise StemforgeError(f"could not read safetensors checkpoint '{path}': {exc}") from None
+        obj = dequantize_int8(obj)
     else:
         obj = _torch_load(path)
     return _unwrap(obj, path)
