@@ -1,7 +1,7 @@
 """Turn a training run into a model shipped inside the package.
 
 Writes ``stemforge/weights/NAME.safetensors`` (``--store``: fp32, fp16 (``--half``) or int8 with a
-scale per output channel, :mod:`stemforge.quantize`; from the run's ``best.ckpt``
+scale per 32 weights, :mod:`stemforge.quantize`; from the run's ``best.ckpt``
 or ``last.ckpt``, EMA weights, or ``raw``: the optimizer's own weights at the last save, from
 ``resume.pt``; ``auto``: whichever of ``last`` and ``raw`` scores the higher mean SDR on the whole
 ``--valid`` songs, or nothing at all if the weights NAME ships now score higher still; ``shipped``:
@@ -58,7 +58,7 @@ def main() -> None:
                    help="validation songs (MUSDB layout folders) for --weights auto and bags")
     p.add_argument("--store", choices=("fp32", "fp16", "int8"), default="fp32",
                    help="how the file stores the weights (they load into the fp32 network): fp16 is half the "
-                        "size, int8 a quarter (weights with a scale per output channel, the rest fp16)")
+                        "size, int8 under a third (weights in int8 with a scale per 32, the rest fp16)")
     p.add_argument("--half", action="store_const", const="fp16", dest="store", help="the same as --store fp16")
     p.add_argument("--description", required=True)
     args = p.parse_args()
