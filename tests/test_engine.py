@@ -132,3 +132,16 @@ def test_non_finite_reduced_precision_batch_is_rerun_in_fp32(tiny):
         out = separate_tensor(run, mix, chunk=cfg.chunk_size, overlap=2, batch_size=1, num_stems=4)
     ref = separate_tensor(ChunkRunner(model, CPU), mix, chunk=cfg.chunk_size, overlap=2, batch_size=1, num_stems=4)
     assert torch.isfinite(out).all() and (out - ref).abs().max() < 1e-5
+
+
+def test_auto_precision_takes_bf16_only_where_it_was_measured_faster():
+    from stemforge.engine.precision import bf16_pays_off
+
+    def cpuinfo(vendor, flags):
+        return f"processor\t: 0\nvendor_id\t: {vendor}\nflags\t\t: fpu sse2 avx2 {flags}\n\n"
+
+    assert bf16_pays_off(cpuinfo("GenuineIntel", "avx512f avx512_bf16 amx_bf16 amx_tile"))  # Sapphire Rapids
+    assert not bf16_pays_off(cpuinfo("GenuineIntel", "avx512f avx512_bf16"))  # slower in bf16 there
+    assert bf16_pays_off(cpuinfo("AuthenticAMD", "avx512f avx512_bf16"))  # Zen 4: 1.31x
+    assert not bf16_pays_off(cpuinfo("AuthenticAMD", "avx2 fma"))  # Zen 3: no bf16 units
+    assert not bf16_pays_off("")
