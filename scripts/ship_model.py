@@ -69,9 +69,8 @@ def main() -> None:
     if args.weights == "auto" and args.valid is None:
         p.error("--weights auto needs --valid DIR")
 
-    registered = load_registry().get(args.name)
-    if args.config is None and args.weights == "shipped" and registered is not None:
-        args.config = config_path(registered)  # stored again in the network it ships with
+    if args.config is None and args.weights == "shipped" and args.name in load_registry():
+        args.config = config_path(load_registry()[args.name])  # stored again in the network it ships with
     config = (args.config or PACKAGE / "configs" / f"{args.name}.yaml").resolve()
     if config.parent != PACKAGE / "configs":
         p.error(f"--config must be a YAML in {PACKAGE / 'configs'} (it ships with the weights)")

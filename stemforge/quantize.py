@@ -44,7 +44,7 @@ def quantize_int8(state: dict[str, torch.Tensor], rest_dtype: torch.dtype = torc
 
 def dequantize_int8(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Undo :func:`quantize_int8`: int8 tensors with a scale become fp32 ``int8 * scale``; a state
-    without scales is returned as it is."""
+    that :func:`quantize_int8` did not write (no ``GROUP_KEY``) is returned as it is."""
     if GROUP_KEY not in state:
         return state
     group = int(state[GROUP_KEY])
