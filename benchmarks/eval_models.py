@@ -120,7 +120,8 @@ def synthetic(folder: Path, song, kit, chain, base, members: dict, unmasked: dic
         alone(rows["song"][-1], {NO_MASK: unmasked["default"], **members["default"]}, {s: audio[s] for s in SONG}, mix)
         alone(rows["kit"][-1], {NO_MASK: unmasked["drums"], **members["drums"]}, {s: audio[s] for s in KIT}, drums)
         print(f"{track.name}: " + ", ".join(f"{s} {rows['song'][-1][s] or float('nan'):.1f}" for s in SONG), flush=True)
-    lines = [f"Held-out synthetic songs: {len(tracks)} songs x {seconds['audio'] / len(tracks):.0f} s from `{folder}`.", ""]
+    per_song = seconds["audio"] / len(tracks)
+    lines = [f"Held-out synthetic songs: {len(tracks)} songs x {per_song:.0f} s from `{folder}`.", ""]
     lines += table("default: 4 stems from the mixture (dB)", rows["song"], SONG,
                    {"": "stemforge default", **columns("default", members["default"], base=True),
                     "/oracle": ORACLE, "/mix": "mixture as estimate"})
@@ -131,6 +132,21 @@ def synthetic(folder: Path, song, kit, chain, base, members: dict, unmasked: dic
                    {"": "stemforge default+drums", "/oracle": ORACLE, "/mix": "mixture as estimate"})
     rtf = {k: seconds[k] / seconds["audio"] for k in ("song", "kit", "chain", "base")}
     return lines, rtf
+
+
+def speed(folder: Path, song, kit, chain, base, rate: int) -> dict[str, float]:
+    """Processing seconds per audio second of each separator on the songs of ``folder`` (no scoring)."""
+    from stemforge.audio import load_audio
+
+    seconds = {"song": 0.0, "kit": 0.0, "chain": 0.0, "base": 0.0, "audio": 0.0}
+    for track in sorted(p for p in folder.iterdir() if (p / "mixture.wav").exists()):
+        mix, drums = (load_audio(track / f"{n}.wav", rate) for n in ("mixture", "drums"))
+        seconds["audio"] += mix.shape[-1] / rate
+        for key, sep, x in (("song", song, mix), ("kit", kit, drums), ("chain", chain, mix), ("base", base, mix)):
+            start = time.perf_counter()
+            sep.separate_mix(x)
+            seconds[key] += time.perf_counter() - start
+    return {k: seconds[k] / seconds["audio"] for k in ("song", "kit", "chain", "base")}
 
 
 def drum_view(folder: Path, what: str, kit, members: dict, unmasked: dict, rate: int) -> list[str]:
@@ -209,7 +225,9 @@ def stemgmd(folder: Path, kit, members: dict, unmasked: dict, rate: int) -> list
         alone(row, {NO_MASK: unmasked["drums"], **members}, refs, mix)
         rows.append(row)
         names.append(kit_dir.name)
-        print(f"{kit_dir.name}: " + ", ".join(f"{p} {row[p] or float('nan'):.1f} (LarsNet {row[p + '/larsnet'] or float('nan'):.1f})" for p in KIT), flush=True)
+        print(f"{kit_dir.name}: " + ", ".join(
+            f"{p} {row[p] or float('nan'):.1f} (LarsNet {row[p + '/larsnet'] or float('nan'):.1f})" for p in KIT),
+            flush=True)
     return table(f"Real: StemGMD kits {', '.join(names)} (mean of {len(rows)} clips), drums (dB)", rows, KIT,
                  {"": "stemforge drums", **columns("drums", members), "/larsnet": "LarsNet (its own outputs)",
                   "/oracle": ORACLE, "/mix": "drum mix as estimate"})
@@ -231,6 +249,7 @@ def main() -> None:
     from stemforge import registry
     from stemforge.drumkit import DrumKitSeparator
     from stemforge.engine.device import set_threads
+    from stemforge.engine.precision import precision_name
     from stemforge.separator import Separator
 
     threads = set_threads(args.threads)
@@ -255,11 +274,19 @@ def main() -> None:
         lines += unseen_soundfont(args.unseen, song, base, kit, rate)
     lines += musdb_clip(next(args.dev.glob("*.stem.mp4")), song, base, members["default"], unmasked, rate)
     lines += stemgmd(args.dev / "stemgmd", kit, members["drums"], unmasked, rate)
-    lines += ["**Speed** (processing seconds per audio second, fp32, eager, batch auto, "
+    speeds = {"fp32": rtf}
+    auto = Separator("default")  # --precision auto, as users run it: bf16 where it pays off on this CPU
+    if auto.dtype != torch.float32:
+        fast = Separator("drums")
+        speeds[f"auto ({precision_name(auto.dtype)})"] = speed(
+            args.synth, auto, fast, DrumKitSeparator(auto, fast), Separator(BASE), rate)
+    lines += ["**Speed** (processing seconds per audio second, eager, batch auto, "
               f"soft mask {'on' if song.soft_mask and kit.soft_mask else 'as configured'}, "
-              f"overlap {song.overlap}, {threads} threads, {song.lanes} lane(s), on the synthetic songs)", "",
-              f"| default | drums | default+drums (--drum-kit) | {BASE} |", "|---|---|---|---|",
-              f"| {rtf['song']:.3f} | {rtf['kit']:.3f} | {rtf['chain']:.3f} | {rtf['base']:.3f} |", ""]
+              f"overlap {song.overlap}, {threads} threads, {song.lanes} lane(s), on the synthetic songs; "
+              "the fp32 row timed while scoring, the auto row alone)", "",
+              f"| precision | default | drums | default+drums (--drum-kit) | {BASE} |", "|---|---|---|---|---|"]
+    lines += [f"| {name} | {r['song']:.3f} | {r['kit']:.3f} | {r['chain']:.3f} | {r['base']:.3f} |"
+              for name, r in speeds.items()] + [""]
     header = [f"Machine: {platform.processor() or platform.machine()}, torch {torch.__version__}. "
               f"Command: `python {' '.join([str(Path(__file__).relative_to(REPO))] + sys.argv[1:])}`.", ""]
     body = "\n".join(["<!-- eval:begin -->"] + header + lines + ["<!-- eval:end -->"])
