@@ -32,20 +32,15 @@ REPO = Path(__file__).resolve().parents[1]
 
 def write_variant(variant: str, shipped: Path, out: Path) -> Path:
     """The file of ``variant`` (stored, fp32, fp16, int8:G) made from the ``shipped`` weights."""
-    import torch
     from safetensors.torch import save_file
 
     from stemforge.checkpoint import read_state_dict
-    from stemforge.quantize import quantize_int8
+    from stemforge.quantize import GROUP, stored_state
 
     if variant == "stored":
         return shipped
-    state = read_state_dict(shipped)
-    if variant.startswith("int8:"):
-        tensors = quantize_int8(state, group=int(variant.split(":")[1]))
-    else:
-        dtype = {"fp32": torch.float32, "fp16": torch.float16}[variant]
-        tensors = {k: v.to(dtype).contiguous() for k, v in state.items()}
+    store, _, group = variant.partition(":")
+    tensors = stored_state(read_state_dict(shipped), store, int(group or GROUP))
     path = out / f"{variant.replace(':', '_')}.safetensors"
     save_file(tensors, str(path))
     return path

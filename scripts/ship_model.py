@@ -26,14 +26,13 @@ import argparse
 import json
 from pathlib import Path
 
-import torch
 from safetensors.torch import save_file
 
 from stemforge.audio import atomic_write
 from stemforge.checkpoint import load_weights, read_state_dict
 from stemforge.config import load_config
 from stemforge.models import MDX23C
-from stemforge.quantize import quantize_int8
+from stemforge.quantize import stored_state
 from stemforge.registry import REGISTRY_PATH, config_path, load_registry, sha256sum
 from stemforge.train.checkpointing import load_resume
 
@@ -93,7 +92,7 @@ def main() -> None:
         source, state = read_weights(args.run, choice)
     load_weights(MDX23C.from_config(cfg), state, source, config)  # ships only what loads, strict
     with atomic_write(weights) as tmp:
-        save_file(stored(state, args.store), str(tmp))
+        save_file(stored_state(state, args.store), str(tmp))
 
     entry = {
         "name": args.name, "architecture": "mdx23c", "description": args.description,
@@ -104,14 +103,6 @@ def main() -> None:
     }
     write_entry(entry)
     print(f"wrote {weights} ({entry['size'] / 1e6:.1f} MB, sha256 {entry['sha256'][:12]}...) and {REGISTRY_PATH}")
-
-
-def stored(state: dict[str, torch.Tensor], store: str) -> dict[str, torch.Tensor]:
-    """The tensors written for ``store`` (fp32, fp16 or int8)."""
-    if store == "int8":
-        return quantize_int8(state)
-    dtype = torch.float16 if store == "fp16" else torch.float32
-    return {k: v.to(dtype).contiguous() for k, v in state.items()}
 
 
 def write_entry(entry: dict) -> None:

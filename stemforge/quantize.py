@@ -42,6 +42,15 @@ def quantize_int8(state: dict[str, torch.Tensor], rest_dtype: torch.dtype = torc
     return {k: v.contiguous() for k, v in out.items()}
 
 
+def stored_state(state: dict[str, torch.Tensor], store: str, group: int = GROUP) -> dict[str, torch.Tensor]:
+    """The tensors a weights file holds for ``store``: ``fp32`` or ``fp16`` (every tensor cast), or
+    ``int8`` (:func:`quantize_int8` with a scale per ``group`` values, the rest fp16)."""
+    if store == "int8":
+        return quantize_int8(state, group=group)
+    dtype = {"fp32": torch.float32, "fp16": torch.float16}[store]
+    return {k: v.to(dtype).contiguous() for k, v in state.items()}
+
+
 def dequantize_int8(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Undo :func:`quantize_int8`: int8 tensors with a scale become fp32 ``int8 * scale``; a state
     that :func:`quantize_int8` did not write (no ``GROUP_KEY``) is returned as it is."""
