@@ -23,7 +23,9 @@ the bag (as users run it: with its config's soft mask, if on) are scored first. 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 from pathlib import Path
 
 from safetensors.torch import save_file
@@ -107,16 +109,35 @@ def main() -> None:
 
 def write_entry(entry: dict) -> None:
     """Replace the registry entry of the same name, or put ``entry`` first; the registry is validated
-    (bags cross-checked) before it is written."""
-    registry = json.loads(REGISTRY_PATH.read_text())
-    names = [e["name"] for e in registry]
-    if entry["name"] in names:
-        registry[names.index(entry["name"])] = entry
-    else:
-        registry.insert(0, entry)
-    with atomic_write(REGISTRY_PATH) as tmp:
-        tmp.write_text(json.dumps(registry, indent=2) + "\n")
-        load_registry(tmp)
+    (bags cross-checked) before it is written. Two ship_model runs at once both land their entries:
+    the read, change and write happen under :func:`registry_lock`."""
+    with registry_lock():
+        registry = json.loads(REGISTRY_PATH.read_text())
+        names = [e["name"] for e in registry]
+        if entry["name"] in names:
+            registry[names.index(entry["name"])] = entry
+        else:
+            registry.insert(0, entry)
+        with atomic_write(REGISTRY_PATH) as tmp:
+            tmp.write_text(json.dumps(registry, indent=2) + "\n")
+            load_registry(tmp)
+
+
+@contextlib.contextmanager
+def registry_lock():
+    """Hold an exclusive lock on the folder of ``registry.json`` (a lock on the file itself would not
+    do: the write replaces it). On a system without ``fcntl`` (Windows) nothing is locked."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    fd = os.open(REGISTRY_PATH.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
 
 
 def read_weights(run: Path, which: str) -> tuple[Path, dict]:

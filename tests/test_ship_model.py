@@ -7,6 +7,7 @@ import importlib.util
 import json
 import shutil
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -107,3 +108,18 @@ def test_shipped_weights_are_stored_again_smaller_and_load_as_before(package, tr
     for key, value in fp32.items():
         step = value.abs().max().item() / (127 if store == "int8" else 1000) + 1e-6
         assert torch.allclose(again[key].float(), value, atol=step), key
+
+
+def test_a_registry_write_waits_for_the_one_under_way(package, trained, monkeypatch):
+    """Two ship_model runs at once: the second read-change-write starts only after the first has written,
+    so neither entry is lost."""
+    ship(monkeypatch, "--run", str(trained[1]), "--weights", "last")
+    other = {**entry(package), "name": "tiny-2"}
+    with ship_model.registry_lock():  # the first run, between its read and its write
+        writer = threading.Thread(target=ship_model.write_entry, args=(other,))
+        writer.start()
+        writer.join(timeout=0.5)
+        assert writer.is_alive(), "the second write did not wait for the lock"
+        assert [e["name"] for e in json.loads((package / "registry.json").read_text())] == ["tiny"]
+    writer.join(timeout=10)
+    assert [e["name"] for e in json.loads((package / "registry.json").read_text())] == ["tiny-2", "tiny"]
