@@ -249,7 +249,7 @@ def main() -> None:
     from stemforge import registry
     from stemforge.drumkit import DrumKitSeparator
     from stemforge.engine.device import set_threads
-    from stemforge.engine.precision import precision_name
+    from stemforge.engine.precision import precision_name, resolve_precision
     from stemforge.separator import Separator
 
     threads = set_threads(args.threads)
@@ -275,11 +275,11 @@ def main() -> None:
     lines += musdb_clip(next(args.dev.glob("*.stem.mp4")), song, base, members["default"], unmasked, rate)
     lines += stemgmd(args.dev / "stemgmd", kit, members["drums"], unmasked, rate)
     speeds = {"fp32": rtf}
-    auto = Separator("default")  # --precision auto, as users run it: bf16 where it pays off on this CPU
-    if auto.dtype != torch.float32:
-        fast = Separator("drums")
-        speeds[f"auto ({precision_name(auto.dtype)})"] = speed(
-            args.synth, auto, fast, DrumKitSeparator(auto, fast), Separator(BASE), rate)
+    auto = resolve_precision("auto", song.device)  # as users run it: bf16 where it pays off on this CPU
+    if auto != torch.float32:
+        fast_song, fast_kit = Separator("default"), Separator("drums")
+        speeds[f"auto ({precision_name(auto)})"] = speed(
+            args.synth, fast_song, fast_kit, DrumKitSeparator(fast_song, fast_kit), Separator(BASE), rate)
     lines += ["**Speed** (processing seconds per audio second, eager, batch auto, "
               f"soft mask {'on' if song.soft_mask and kit.soft_mask else 'as configured'}, "
               f"overlap {song.overlap}, {threads} threads, {song.lanes} lane(s), on the synthetic songs; "
