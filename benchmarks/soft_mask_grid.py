@@ -2,7 +2,8 @@
 
 Each song of each ``--valid`` folder (MUSDB layout) is separated once with the filter off; every
 setting ``POWER:N_FFT:MAX_GAIN`` (``MAX_GAIN`` ``none`` for no cap) is then applied to those stems,
-which equals separating with it on (``tests/test_soft_mask.py``). Global SDR per stem, mean over the
+which equals separating with it on (``tests/test_soft_mask.py``); ``:sBLOCK`` after a setting runs
+the spatial (multichannel) filter over blocks of ``BLOCK`` frames. Global SDR per stem, mean over the
 songs of a folder, then over the folders. This is how the shipped configs' settings were chosen:
 on the validation songs only, never on the held-out ones.
 
@@ -26,17 +27,20 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def parse_setting(text: str):
+    """``POWER:N_FFT:MAX_GAIN``, with ``:sBLOCK`` after it for the spatial filter over blocks of ``BLOCK`` frames."""
     from stemforge.engine.soft_mask import SoftMask
 
-    power, n_fft, cap = text.split(":")
-    return SoftMask(float(power), int(n_fft), None if cap == "none" else float(cap))
+    power, n_fft, cap, *spatial = text.split(":")
+    block = int(spatial[0].removeprefix("s")) if spatial else None
+    return SoftMask(float(power), int(n_fft), None if cap == "none" else float(cap),
+                    spatial=block is not None, spatial_block=block or SoftMask.spatial_block)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="registered model name")
     p.add_argument("--valid", type=Path, nargs="+", required=True, help="validation folders (MUSDB layout)")
-    p.add_argument("--settings", nargs="+", required=True, metavar="POWER:N_FFT:MAX_GAIN")
+    p.add_argument("--settings", nargs="+", required=True, metavar="POWER:N_FFT:MAX_GAIN[:sBLOCK]")
     p.add_argument("--threads", default="2")
     p.add_argument("--out", type=Path, default=REPO / "MODELS.md")
     args = p.parse_args()
@@ -70,7 +74,8 @@ def main() -> None:
     lines = [f"<!-- soft_mask_{args.model}:begin -->",
              f"Machine: {platform.processor() or platform.machine()}, torch {torch.__version__}. Command: "
              f"`python {' '.join([str(Path(__file__).relative_to(REPO))] + sys.argv[1:])}`.", "",
-             f"**Soft mask on `{args.model}`: setting power:n_fft:max_gain, SDR (dB) on the validation songs**", "",
+             f"**Soft mask on `{args.model}`: setting power:n_fft:max_gain[:s spatial block], SDR (dB) on the "
+             "validation songs**", "",
              "| setting | " + " | ".join(f"{f} {s}" for f, s in columns) + " | mean |",
              "|---" * (len(columns) + 2) + "|"]
     for name in settings:

@@ -72,13 +72,18 @@ class InferenceConfig:
     soft_mask_power: float = 1.0
     soft_mask_n_fft: int = 4096
     soft_mask_max_gain: float | None = None
+    soft_mask_spatial: bool = False
+    """Filter the channels together, by each stem's stereo image (a multichannel Wiener filter)."""
+    soft_mask_spatial_block: int = 64
+    """STFT frames per block; a stem's stereo image is taken over its block and the two beside it."""
 
     @property
     def soft_mask_settings(self):
         """The post-filter's :class:`~stemforge.engine.soft_mask.SoftMask` (whether or not ``soft_mask`` is on)."""
         from .engine.soft_mask import SoftMask
 
-        return SoftMask(self.soft_mask_power, self.soft_mask_n_fft, self.soft_mask_max_gain)
+        return SoftMask(self.soft_mask_power, self.soft_mask_n_fft, self.soft_mask_max_gain,
+                        self.soft_mask_spatial, self.soft_mask_spatial_block)
 
 
 @dataclass(frozen=True)

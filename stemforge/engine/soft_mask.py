@@ -11,11 +11,27 @@ energy that no stem claimed goes to the stems in proportion; with it, no bin of 
 louder than ``max_gain`` times the network's estimate (a quiet stem beside loud ones, such as a
 hi-hat under a kit, is not handed what the others missed).
 
+With ``spatial`` the channels are filtered together (a multichannel Wiener filter, as one
+expectation-maximisation step of Open-Unmix's ``norbert`` does), so a stem's place in the stereo
+image helps tell it from the others. Each stem gets a ``C x C`` spatial covariance per frequency,
+
+    R_j(f) = sum_t S_j S_j^H / sum_t v_j      v_j(f, t) = mean over channels of |S_j|^2
+
+summed over the frames of a block of ``spatial_block`` frames and the blocks on either side of it
+(the stem's stereo image over a few seconds), and the stems become
+
+    Y_j = w_j R_j (sum_k w_k R_k)^-1 X        w_j = v_j^(p / 2)
+
+With one channel ``R_j = 1`` and this is the ratio mask above; with any number of channels the
+stems sum to the mixture. ``max_gain`` then caps each channel's bin as above: ``|Y_j| <= max_gain
+* |S_j|``.
+
 The STFT is its own (``n_fft``, hop ``n_fft / 4``, periodic Hann window, zero padding of
 ``n_fft / 2`` at both ends, as ``torch.stft(center=True, pad_mode="constant")``), not the network's:
 a longer window resolves the stems' harmonics better. :class:`SoftMaskStream` filters a track
-piece by piece in memory independent of its length; :func:`soft_mask` does a whole track at once
-through it. Both equal ``torch.stft`` -> mask -> ``torch.istft`` (``tests/test_soft_mask.py``).
+piece by piece in memory independent of its length (with ``spatial`` it holds two blocks of
+spectra, and its output lags a block behind); :func:`soft_mask` does a whole track at once through
+it. Both equal ``torch.stft`` -> mask -> ``torch.istft`` (``tests/test_soft_mask.py``).
 """
 
 from __future__ import annotations
@@ -38,6 +54,8 @@ class SoftMask:
     power: float = 1.0
     n_fft: int = 4096
     max_gain: float | None = None
+    spatial: bool = False
+    spatial_block: int = 64
 
     def __post_init__(self):
         if not self.power > 0:
@@ -46,6 +64,8 @@ class SoftMask:
             raise ValueError(f"soft_mask_n_fft must be a multiple of 4 and at least 16, got {self.n_fft}")
         if self.max_gain is not None and not self.max_gain >= 1:
             raise ValueError(f"soft_mask_max_gain must be >= 1 or null, got {self.max_gain}")
+        if not self.spatial_block >= 1:
+            raise ValueError(f"soft_mask_spatial_block must be at least 1 frame, got {self.spatial_block}")
 
     @property
     def hop(self) -> int:
@@ -63,18 +83,69 @@ def mask_spectra(mix: torch.Tensor, stems: torch.Tensor, settings: SoftMask) -> 
     return gain * mix
 
 
+def spatial_covariance(stems: torch.Tensor) -> torch.Tensor:
+    """``stems: [stems, C, frames, bins]`` complex -> ``sum_t S_j S_j^H``, ``[stems, bins, C, C]``
+    (complex128, to be summed over blocks and normalised by :func:`spatial_mask_spectra`)."""
+    channels = range(stems.shape[1])
+    rows = [torch.stack([(stems[:, c] * stems[:, d].conj()).sum(1) for d in channels], -1) for c in channels]
+    return torch.stack(rows, -2).to(torch.complex128)
+
+
+DIAGONAL_LOAD = 1e-8
+"""Added to the diagonal of the mixture's modelled covariance (whose trace is ``C`` where any stem
+sounds), so that stems with one stereo image, e.g. all centred, still give an invertible matrix."""
+
+
+def spatial_mask_spectra(mix: torch.Tensor, stems: torch.Tensor, covariance: torch.Tensor,
+                         settings: SoftMask) -> torch.Tensor:
+    """The multichannel filter of the module docstring. ``mix: [C, frames, bins]``, ``stems: [stems,
+    C, frames, bins]`` complex; ``covariance: [stems, bins, C, C]``, :func:`spatial_covariance`
+    summed over the frames the stems' images are taken from -> ``Y_j``, ``[stems, C, frames, bins]``.
+    Computed in float64: with stems that share an image the modelled covariance is near singular."""
+    channels = mix.shape[0]
+    trace = torch.diagonal(covariance, dim1=-2, dim2=-1).real.sum(-1)  # [stems, bins] = C * sum_t v_j
+    image = covariance / (trace / channels).clamp_min(torch.finfo(torch.float64).tiny)[..., None, None]  # R_j
+    weight = stems.abs().double().square().mean(1).pow(settings.power / 2)  # w_j: [stems, frames, bins]
+    weight = weight / weight.sum(0).clamp_min(torch.finfo(torch.float64).tiny)  # the filter ignores a common scale
+    x = mix.to(torch.complex128)
+    if channels == 2:  # in closed form: sum_k w_k R_k is Hermitian, [[a, b], [b*, d]]
+        r11, r22, r12 = image[..., 0, 0].real[:, None], image[..., 1, 1].real[:, None], image[..., 0, 1][:, None]
+        a = (weight * r11).sum(0) + DIAGONAL_LOAD  # [frames, bins]
+        d = (weight * r22).sum(0) + DIAGONAL_LOAD
+        b = (weight * r12).sum(0)
+        det = a * d - b.abs().square()
+        z1, z2 = (d * x[0] - b * x[1]) / det, (a * x[1] - b.conj() * x[0]) / det  # (sum_k w_k R_k)^-1 X
+        out = torch.stack([r11 * z1 + r12 * z2, r12.conj() * z1 + r22 * z2], 1) * weight[:, None]  # w_j R_j z
+    else:
+        modelled = torch.einsum("stb,sbcd->tbcd", weight.to(image.dtype), image)
+        modelled = modelled + DIAGONAL_LOAD * torch.eye(channels, dtype=modelled.dtype)
+        z = torch.linalg.solve(modelled, x.permute(1, 2, 0))  # [frames, bins, C]
+        out = torch.einsum("stb,sbcd,tbd->sctb", weight.to(image.dtype), image, z)
+    out = out.to(stems.dtype)
+    if settings.max_gain is not None:
+        limit = settings.max_gain * stems.abs()
+        out = out * (limit / out.abs().clamp_min(torch.finfo(limit.dtype).tiny)).clamp(max=1.0)
+    return out
+
+
 class SoftMaskStream:
     """Feed ``push(piece)`` with consecutive ``(mix [C, n], stems [S, C, n])`` pieces, then ``finish()``;
     each returns the filtered pieces finished so far, which end at most ``n_fft / 2`` samples before
-    the input received. Held: the last piece and ``n_fft`` samples of mixture, stems and output."""
+    the input received (with ``spatial``, up to two blocks of frames before it). Held: the last
+    piece and ``n_fft`` samples of mixture, stems and output; with ``spatial`` also the spectra of
+    up to two blocks and the covariance of the block before them."""
 
     def __init__(self, settings: SoftMask):
         self.settings = settings
         self.window = torch.hann_window(settings.n_fft)
         self.window_squared = self.window.square()  # what each frame adds to norm
+        self.step = settings.spatial_block if settings.spatial else FRAMES_PER_STEP  # frames analysed at once
         self.buf: torch.Tensor | None = None  # [1 + S, C, m]: mix and stems from padded position buf_start
         self.buf_start = 0
-        self.next_frame = 0
+        self.next_frame = 0  # the first frame not yet analysed
+        self.pending: list[tuple[torch.Tensor, torch.Tensor]] = []  # spatial: (spectra, covariance) per block
+        self.covariance_before: torch.Tensor | None = None  # spatial: of the block before pending[0]
+        self.synth_frame = 0  # the first frame not yet filtered and added into acc
         self.acc: torch.Tensor | None = None  # [S, C, m] filtered frames summed, from padded position acc_start
         self.norm = torch.zeros(0)  # summed squared window, from acc_start
         self.acc_start = 0
@@ -107,24 +178,48 @@ class SoftMaskStream:
 
     def _run(self) -> list[Piece]:
         n_fft, hop = self.settings.n_fft, self.settings.hop
-        available = self.buf_start + self.buf.shape[-1]
-        frames = 0 if available < self.next_frame * hop + n_fft else (available - n_fft) // hop - self.next_frame + 1
+        frames = (self.buf_start + self.buf.shape[-1] - n_fft) // hop + 1  # frames that fit in what arrived
         pieces = []
-        while frames > 0:  # emitting after every step keeps acc short however long the piece
-            step = min(frames, FRAMES_PER_STEP)
-            self._filter(step)
-            frames -= step
-            pieces += self._emit(last=frames == 0)
-        return pieces or self._emit(last=True)
+        while frames > self.next_frame:  # emitting after every step keeps acc short however long the piece
+            count = min(frames - self.next_frame, self.step)
+            if count < self.step and self.settings.spatial and self.end is None:
+                break  # a block's covariance is taken over the whole block
+            self._analyse(count)
+            pieces += self._emit()
+        if self.end is not None:
+            while self.pending:
+                self._filter_pending()
+            pieces += self._emit()
+        return pieces
 
-    def _filter(self, count: int) -> None:
-        """Filter ``count`` frames from ``next_frame`` and overlap-add them into ``acc``."""
+    def _analyse(self, count: int) -> None:
+        """Take the spectra of ``count`` frames from ``next_frame``; filter them, or (``spatial``) the
+        block before them now that the covariance after it is known."""
         n_fft, hop = self.settings.n_fft, self.settings.hop
-        first = self.next_frame * hop
-        at = first - self.buf_start
+        at = self.next_frame * hop - self.buf_start
         frames = self.buf[..., at : at + (count - 1) * hop + n_fft].unfold(-1, n_fft, hop)  # [1+S, C, F, n_fft]
         spectra = torch.fft.rfft(frames * self.window, dim=-1)
-        out = torch.fft.irfft(mask_spectra(spectra[0], spectra[1:], self.settings), n=n_fft, dim=-1) * self.window
+        self.next_frame += count
+        if not self.settings.spatial:
+            self._synthesise(mask_spectra(spectra[0], spectra[1:], self.settings))
+            return
+        self.pending.append((spectra, spatial_covariance(spectra[1:])))
+        if len(self.pending) == 2:
+            self._filter_pending()
+
+    def _filter_pending(self) -> None:
+        """Filter the oldest pending block with the covariance of it and its neighbours."""
+        (spectra, own), after = self.pending.pop(0), self.pending[:1]
+        covariance = sum([c for c in (self.covariance_before,) if c is not None] + [own] + [c for _, c in after])
+        self._synthesise(spatial_mask_spectra(spectra[0], spectra[1:], covariance, self.settings))
+        self.covariance_before = own
+
+    def _synthesise(self, filtered: torch.Tensor) -> None:
+        """Overlap-add ``filtered: [S, C, frames, bins]``, spectra of the frames from ``synth_frame``, into ``acc``."""
+        n_fft, hop = self.settings.n_fft, self.settings.hop
+        count = filtered.shape[-2]
+        out = torch.fft.irfft(filtered, n=n_fft, dim=-1) * self.window
+        first = self.synth_frame * hop
         end = first + (count - 1) * hop + n_fft
         grow = end - self.acc_start - self.acc.shape[-1]
         if grow > 0:
@@ -134,26 +229,27 @@ class SoftMaskStream:
             a = first + f * hop - self.acc_start
             self.acc[..., a : a + n_fft] += out[:, :, f]
             self.norm[a : a + n_fft] += self.window_squared
-        self.next_frame += count
+        self.synth_frame += count
 
-    def _emit(self, last: bool) -> list[Piece]:
+    def _emit(self) -> list[Piece]:
         """Return the samples no later frame will touch (all of them once the track has ended and
-        ``last`` frames have run), and forget what no later frame needs."""
+        every frame is filtered), and forget what no later frame needs."""
         hop = self.settings.hop
-        upto = self.next_frame * hop  # where the next frame starts
+        upto = self.synth_frame * hop  # where the next frame to filter starts
         if self.end is not None:
-            upto = self.end if last else min(upto, self.end)
+            last = (self.end + self.settings.n_fft // 2 - self.settings.n_fft) // hop + 1  # frames in the padded track
+            upto = self.end if self.synth_frame == last else min(upto, self.end)
         pieces = []
         if upto > self.emitted:
             a = slice(self.emitted - self.acc_start, upto - self.acc_start)
             m = slice(self.emitted - self.buf_start, upto - self.buf_start)
             pieces.append((self.buf[0, :, m].clone(), self.acc[..., a] / self.norm[a]))
             self.emitted = upto
-        needed = min(self.next_frame * hop, self.emitted)  # the next frame's start, or what is left to return
+        needed = min(self.synth_frame * hop, self.emitted)  # the next filtered frame's start, or what is left to return
         drop = needed - self.acc_start
         self.acc, self.norm, self.acc_start = self.acc[..., drop:], self.norm[drop:], needed
-        keep = needed - self.buf_start
-        self.buf, self.buf_start = self.buf[..., keep:], needed
+        keep = min(self.next_frame * hop, self.emitted) - self.buf_start  # the next frame to analyse, the mix to return
+        self.buf, self.buf_start = self.buf[..., keep:], self.buf_start + keep
         return pieces
 
 
