@@ -3,7 +3,8 @@
 Each song of each ``--valid`` folder (MUSDB layout) is separated once with the filter off; every
 setting ``POWER:N_FFT:MAX_GAIN`` (``MAX_GAIN`` ``none`` for no cap) is then applied to those stems,
 which equals separating with it on (``tests/test_soft_mask.py``); ``:sBLOCK`` after a setting runs
-the spatial (multichannel) filter over blocks of ``BLOCK`` frames. Global SDR per stem, mean over the
+the spatial (multichannel) filter over blocks of ``BLOCK`` frames, ``:sBLOCK@STEM,STEM`` on those
+stems only. Global SDR per stem, mean over the
 songs of a folder, then over the folders. This is how the shipped configs' settings were chosen:
 on the validation songs only, never on the held-out ones.
 
@@ -26,21 +27,24 @@ from common import replace_section  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 
 
-def parse_setting(text: str):
-    """``POWER:N_FFT:MAX_GAIN``, with ``:sBLOCK`` after it for the spatial filter over blocks of ``BLOCK`` frames."""
+def parse_setting(text: str, stems: tuple[str, ...]):
+    """``POWER:N_FFT:MAX_GAIN``, then ``:sBLOCK`` for the spatial filter over blocks of ``BLOCK`` frames
+    on every stem, or ``:sBLOCK@STEM,STEM`` on those stems only."""
     from stemforge.engine.soft_mask import SoftMask
 
-    power, n_fft, cap, *spatial = text.split(":")
-    block = int(spatial[0].removeprefix("s")) if spatial else None
-    return SoftMask(float(power), int(n_fft), None if cap == "none" else float(cap),
-                    spatial=block is not None, spatial_block=block or SoftMask.spatial_block)
+    power, n_fft, cap, *rest = text.split(":")
+    spatial, block = False, SoftMask.spatial_block
+    if rest:
+        block_text, _, names = rest[0].removeprefix("s").partition("@")
+        block, spatial = int(block_text), tuple(stems.index(n) for n in names.split(",")) if names else True
+    return SoftMask(float(power), int(n_fft), None if cap == "none" else float(cap), spatial, block)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="registered model name")
     p.add_argument("--valid", type=Path, nargs="+", required=True, help="validation folders (MUSDB layout)")
-    p.add_argument("--settings", nargs="+", required=True, metavar="POWER:N_FFT:MAX_GAIN[:sBLOCK]")
+    p.add_argument("--settings", nargs="+", required=True, metavar="POWER:N_FFT:MAX_GAIN[:sBLOCK[@STEM,...]]")
     p.add_argument("--threads", default="2")
     p.add_argument("--out", type=Path, default=REPO / "MODELS.md")
     args = p.parse_args()
@@ -55,7 +59,7 @@ def main() -> None:
 
     set_threads(args.threads)
     sep = Separator(args.model, precision="fp32", soft_mask=False)
-    settings = {"off": None, **{s: parse_setting(s) for s in args.settings}}
+    settings = {"off": None, **{s: parse_setting(s, sep.stems) for s in args.settings}}
     scores = {name: {} for name in settings}  # setting -> folder -> stem -> [sdr per song]
     for folder in args.valid:
         for track in sorted(t for t in folder.iterdir() if (t / "mixture.wav").exists()):

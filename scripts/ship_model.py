@@ -179,7 +179,7 @@ def score(model, cfg, valid: list[Path], masked: bool = False) -> dict[str, floa
     from stemforge.train.tracks import find_tracks
     from stemforge.train.validate import Separation, validate
 
-    mask = cfg.inference.soft_mask_settings if masked and cfg.inference.soft_mask else None
+    mask = cfg.soft_mask_settings if masked and cfg.inference.soft_mask else None
     how = Separation(cfg.chunk_size, cfg.inference.num_overlap or 2, 1, torch.device("cpu"), soft_mask=mask)
     per_folder = []
     for folder in valid:

@@ -72,18 +72,11 @@ class InferenceConfig:
     soft_mask_power: float = 1.0
     soft_mask_n_fft: int = 4096
     soft_mask_max_gain: float | None = None
-    soft_mask_spatial: bool = False
-    """Filter the channels together, by each stem's stereo image (a multichannel Wiener filter)."""
+    soft_mask_spatial: bool | list[str] = False
+    """Filter the channels together, by each stem's stereo image (a multichannel Wiener filter):
+    ``true`` for every stem, or a list of the stems that are (the others keep the ratio mask)."""
     soft_mask_spatial_block: int = 64
     """STFT frames per block; a stem's stereo image is taken over its block and the two beside it."""
-
-    @property
-    def soft_mask_settings(self):
-        """The post-filter's :class:`~stemforge.engine.soft_mask.SoftMask` (whether or not ``soft_mask`` is on)."""
-        from .engine.soft_mask import SoftMask
-
-        return SoftMask(self.soft_mask_power, self.soft_mask_n_fft, self.soft_mask_max_gain,
-                        self.soft_mask_spatial, self.soft_mask_spatial_block)
 
 
 @dataclass(frozen=True)
@@ -112,6 +105,23 @@ class ModelConfig:
     @property
     def chunk_size(self) -> int:
         return self.inference.chunk_size or self.audio.chunk_size
+
+    @property
+    def soft_mask_settings(self):
+        """The post-filter's :class:`~stemforge.engine.soft_mask.SoftMask` (whether or not
+        ``inference.soft_mask`` is on), with the stems named in ``soft_mask_spatial`` as indices."""
+        from .engine.soft_mask import SoftMask
+
+        inference, spatial = self.inference, self.inference.soft_mask_spatial
+        if isinstance(spatial, (list, tuple)):
+            unknown = [s for s in spatial if s not in self.stems]
+            if unknown:
+                raise ValueError(f"soft_mask_spatial names {unknown}, which are not among the stems {list(self.stems)}")
+            spatial = tuple(self.stems.index(s) for s in spatial)
+        elif not isinstance(spatial, bool):
+            raise ValueError(f"soft_mask_spatial must be true, false or a list of stems, got {spatial!r}")
+        return SoftMask(inference.soft_mask_power, inference.soft_mask_n_fft, inference.soft_mask_max_gain,
+                        spatial, inference.soft_mask_spatial_block)
 
 
 def _section(cls, data: Any, name: str, where: str):
@@ -169,11 +179,11 @@ def parse_config(data: dict, where: str = "<config>", path: Path | None = None) 
             f"{where}: training.target_instrument '{target}' is not one of training.instruments {list(instruments)}"
         )
     inference = _section(InferenceConfig, dict(data.get("inference") or {}), "inference", where)
+    cfg = ModelConfig(audio, model, instruments, target, inference, path=path, raw=data)
     try:
-        inference.soft_mask_settings
+        cfg.soft_mask_settings
     except (ValueError, TypeError) as exc:
         raise StemforgeError(f"{where}: inference.{exc}") from None
-    cfg = ModelConfig(audio, model, instruments, target, inference, path=path, raw=data)
     _check_geometry(cfg, where)
     return cfg
 

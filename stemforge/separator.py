@@ -162,7 +162,7 @@ class Separator:
             raise StemforgeError(f"--overlap must be at least 1, got {self.overlap}")
         self.window = window
         use_mask = self.config.inference.soft_mask if soft_mask is None else soft_mask
-        self.soft_mask = self.config.inference.soft_mask_settings if use_mask else None
+        self.soft_mask = self.config.soft_mask_settings if use_mask else None
         """The post-filter's settings, or ``None`` when it is off."""
         self.loaded.model.to(self.device)
         if self.device.type == "cuda":

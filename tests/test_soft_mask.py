@@ -42,10 +42,12 @@ def _track(length: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 
 SETTINGS = [SoftMask(1.0, 256, None), SoftMask(1.5, 512, 2.0), SoftMask(2.0, 128, 1.0),
             SoftMask(1.25, 256, None, spatial=True, spatial_block=3),
-            SoftMask(1.5, 128, 1.5, spatial=True, spatial_block=8)]
+            SoftMask(1.5, 128, 1.5, spatial=True, spatial_block=8),
+            SoftMask(1.5, 128, 1.5, spatial=(0, 2), spatial_block=8)]
+IDS = ["p1", "p1.5-cap2", "p2-cap1", "spatial-3", "spatial-8-cap1.5", "spatial-2-of-3"]
 
 
-@pytest.mark.parametrize("settings", SETTINGS, ids=["p1", "p1.5-cap2", "p2-cap1", "spatial-3", "spatial-8-cap1.5"])
+@pytest.mark.parametrize("settings", SETTINGS, ids=IDS)
 @pytest.mark.parametrize("length", [50, 511, 9_001], ids=["under-a-frame", "one-window", "long"])
 def test_streamed_filter_equals_torch_stft_version(settings, length):
     mix, stems = _track(length)
@@ -120,6 +122,10 @@ def test_spatial_filter_is_the_ratio_mask_on_one_channel_and_matches_the_formula
             inverse = np.linalg.inv(np.einsum("s,scd->cd", w[:, t, b], r[:, b]))
             want = np.einsum("s,scd,de,e->sc", w[:, t, b], r[:, b], inverse, x[:, t, b])
             np.testing.assert_allclose(got[:, :, t, b], want, rtol=1e-4, atol=1e-5)
+    # naming stems: those take the spatial filter, the rest the ratio mask over all stems
+    some = spatial_mask_spectra(mix, stems, spatial_covariance(stems), SoftMask(1.5, 16, None, spatial=(1,)))
+    torch.testing.assert_close(some[1], torch.from_numpy(got[1]))
+    torch.testing.assert_close(some[[0, 2]], mask_spectra(mix, stems, settings)[[0, 2]])
 
 
 def test_without_a_cap_the_stems_sum_to_the_mixture():
@@ -146,19 +152,22 @@ def test_bad_settings_name_the_key(tmp_path, msst_ref):
     for key, value, message in [("soft_mask_power", 0, "soft_mask_power must be > 0"),
                                 ("soft_mask_n_fft", 1000.5, "soft_mask_n_fft"),
                                 ("soft_mask_max_gain", 0.5, "soft_mask_max_gain must be >= 1"),
-                                ("soft_mask_spatial_block", 0, "soft_mask_spatial_block must be at least 1")]:
+                                ("soft_mask_spatial_block", 0, "soft_mask_spatial_block must be at least 1"),
+                                ("soft_mask_spatial", ["vocals", "kazoo"], r"soft_mask_spatial names \['kazoo'\]"),
+                                ("soft_mask_spatial", "yes", "soft_mask_spatial must be true, false or a list")]:
         bad = {**data, "inference": {**(data.get("inference") or {}), key: value}}
         with pytest.raises(StemforgeError, match=f"bad.yaml: inference.{message}"):
             parse_config(bad, "bad.yaml")
 
 
-MASKED = {False: SoftMask(1.5, 1024, 2.0), True: SoftMask(1.5, 1024, 2.0, spatial=True, spatial_block=5)}
+MASKED = {"": SoftMask(1.5, 1024, 2.0), "true": SoftMask(1.5, 1024, 2.0, spatial=True, spatial_block=5),
+          "[drums, vocals]": SoftMask(1.5, 1024, 2.0, spatial=(2, 0), spatial_block=5)}
 
 
-@pytest.fixture(params=[False, True], ids=["ratio", "spatial"])
+@pytest.fixture(params=list(MASKED), ids=["ratio", "spatial", "spatial-some"])
 def masked_config(request, tmp_path, msst_ref):
     config = tmp_path / "masked.yaml"
-    spatial = "\n  soft_mask_spatial: true\n  soft_mask_spatial_block: 5" if request.param else ""
+    spatial = f"\n  soft_mask_spatial: {request.param}\n  soft_mask_spatial_block: 5" if request.param else ""
     config.write_text((msst_ref / "mdx23c_tiny.yaml").read_text().replace(
         "inference:", "inference:\n  soft_mask: true\n  soft_mask_power: 1.5\n  soft_mask_n_fft: 1024\n  soft_mask_max_gain: 2.0"
         + spatial))

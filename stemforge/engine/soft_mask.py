@@ -24,13 +24,14 @@ summed over the frames of a block of ``spatial_block`` frames and the blocks on 
 
 With one channel ``R_j = 1`` and this is the ratio mask above; with any number of channels the
 stems sum to the mixture. ``max_gain`` then caps each channel's bin as above: ``|Y_j| <= max_gain
-* |S_j|``.
+* |S_j|``. ``spatial`` may also name some stems (by index): those take ``Y_j``, the others the
+ratio mask (a centred kick loses by the spatial filter what a panned hi-hat gains).
 
 The STFT is its own (``n_fft``, hop ``n_fft / 4``, periodic Hann window, zero padding of
 ``n_fft / 2`` at both ends, as ``torch.stft(center=True, pad_mode="constant")``), not the network's:
 a longer window resolves the stems' harmonics better. :class:`SoftMaskStream` filters a track
 piece by piece in memory independent of its length (with ``spatial`` it holds two blocks of
-spectra, and its output lags a block behind); :func:`soft_mask` does a whole track at once through
+samples, and its output lags up to two blocks behind); :func:`soft_mask` does a whole track at once through
 it. Both equal ``torch.stft`` -> mask -> ``torch.istft`` (``tests/test_soft_mask.py``).
 """
 
@@ -54,7 +55,8 @@ class SoftMask:
     power: float = 1.0
     n_fft: int = 4096
     max_gain: float | None = None
-    spatial: bool = False
+    spatial: bool | tuple[int, ...] = False
+    """Off, on for every stem, or on for the stems at these indices (the others: the ratio mask)."""
     spatial_block: int = 64
 
     def __post_init__(self):
@@ -125,6 +127,9 @@ def spatial_mask_spectra(mix: torch.Tensor, stems: torch.Tensor, covariance: tor
     if settings.max_gain is not None:
         limit = settings.max_gain * stems.abs()
         out = out * (limit / out.abs().clamp_min(torch.finfo(limit.dtype).tiny)).clamp(max=1.0)
+    if isinstance(settings.spatial, tuple):  # the stems not named keep the ratio mask
+        ratio = [j for j in range(stems.shape[0]) if j not in settings.spatial]
+        out[ratio] = mask_spectra(mix, stems, settings)[ratio]
     return out
 
 
@@ -132,8 +137,8 @@ class SoftMaskStream:
     """Feed ``push(piece)`` with consecutive ``(mix [C, n], stems [S, C, n])`` pieces, then ``finish()``;
     each returns the filtered pieces finished so far, which end at most ``n_fft / 2`` samples before
     the input received (with ``spatial``, up to two blocks of frames before it). Held: the last
-    piece and ``n_fft`` samples of mixture, stems and output; with ``spatial`` also the spectra of
-    up to two blocks and the covariance of the block before them."""
+    piece and ``n_fft`` samples of mixture, stems and output; with ``spatial`` also the samples of
+    up to two blocks and three blocks' covariances."""
 
     def __init__(self, settings: SoftMask):
         self.settings = settings
@@ -143,7 +148,7 @@ class SoftMaskStream:
         self.buf: torch.Tensor | None = None  # [1 + S, C, m]: mix and stems from padded position buf_start
         self.buf_start = 0
         self.next_frame = 0  # the first frame not yet analysed
-        self.pending: list[tuple[torch.Tensor, torch.Tensor]] = []  # spatial: (spectra, covariance) per block
+        self.pending: list[tuple[int, int, torch.Tensor]] = []  # spatial: (first frame, frames, covariance) per block
         self.covariance_before: torch.Tensor | None = None  # spatial: of the block before pending[0]
         self.synth_frame = 0  # the first frame not yet filtered and added into acc
         self.acc: torch.Tensor | None = None  # [S, C, m] filtered frames summed, from padded position acc_start
@@ -193,26 +198,35 @@ class SoftMaskStream:
         return pieces
 
     def _analyse(self, count: int) -> None:
-        """Take the spectra of ``count`` frames from ``next_frame``; filter them, or (``spatial``) the
-        block before them now that the covariance after it is known."""
-        n_fft, hop = self.settings.n_fft, self.settings.hop
-        at = self.next_frame * hop - self.buf_start
-        frames = self.buf[..., at : at + (count - 1) * hop + n_fft].unfold(-1, n_fft, hop)  # [1+S, C, F, n_fft]
-        spectra = torch.fft.rfft(frames * self.window, dim=-1)
-        self.next_frame += count
+        """Filter ``count`` frames from ``next_frame``; or (``spatial``) take their covariance, and filter
+        the block before them now that the covariance after it is known."""
+        first, self.next_frame = self.next_frame, self.next_frame + count
         if not self.settings.spatial:
+            spectra = self._spectra(first, count)
             self._synthesise(mask_spectra(spectra[0], spectra[1:], self.settings))
             return
-        self.pending.append((spectra, spatial_covariance(spectra[1:])))
+        steps = range(first, first + count, FRAMES_PER_STEP)  # in steps: the spectra in memory stay small
+        own = sum(spatial_covariance(self._spectra(f, min(FRAMES_PER_STEP, first + count - f))[1:]) for f in steps)
+        self.pending.append((first, count, own))
         if len(self.pending) == 2:
             self._filter_pending()
 
     def _filter_pending(self) -> None:
-        """Filter the oldest pending block with the covariance of it and its neighbours."""
-        (spectra, own), after = self.pending.pop(0), self.pending[:1]
-        covariance = sum([c for c in (self.covariance_before,) if c is not None] + [own] + [c for _, c in after])
-        self._synthesise(spatial_mask_spectra(spectra[0], spectra[1:], covariance, self.settings))
+        """Filter the oldest pending block with the covariance of it and its neighbours (its spectra
+        taken again from ``buf``: holding the samples costs less than holding the spectra)."""
+        (first, count, own), after = self.pending.pop(0), self.pending[:1]
+        covariance = sum([c for c in (self.covariance_before,) if c is not None] + [own] + [c for *_, c in after])
+        for f in range(first, first + count, FRAMES_PER_STEP):
+            spectra = self._spectra(f, min(FRAMES_PER_STEP, first + count - f))
+            self._synthesise(spatial_mask_spectra(spectra[0], spectra[1:], covariance, self.settings))
         self.covariance_before = own
+
+    def _spectra(self, first: int, count: int) -> torch.Tensor:
+        """The windowed spectra of ``count`` frames from frame ``first``: ``[1 + S, C, count, bins]``."""
+        n_fft, hop = self.settings.n_fft, self.settings.hop
+        at = first * hop - self.buf_start
+        frames = self.buf[..., at : at + (count - 1) * hop + n_fft].unfold(-1, n_fft, hop)  # [1+S, C, count, n_fft]
+        return torch.fft.rfft(frames * self.window, dim=-1)
 
     def _synthesise(self, filtered: torch.Tensor) -> None:
         """Overlap-add ``filtered: [S, C, frames, bins]``, spectra of the frames from ``synth_frame``, into ``acc``."""
@@ -248,7 +262,7 @@ class SoftMaskStream:
         needed = min(self.synth_frame * hop, self.emitted)  # the next filtered frame's start, or what is left to return
         drop = needed - self.acc_start
         self.acc, self.norm, self.acc_start = self.acc[..., drop:], self.norm[drop:], needed
-        keep = min(self.next_frame * hop, self.emitted) - self.buf_start  # the next frame to analyse, the mix to return
+        keep = min(self.synth_frame * hop, self.emitted) - self.buf_start  # the next frame to filter, the mix to return
         self.buf, self.buf_start = self.buf[..., keep:], self.buf_start + keep
         return pieces
 
