@@ -46,7 +46,8 @@ def _add_separate(sub) -> None:
                      help="chunks run at once, each on threads/lanes CPU threads; auto: 2 for a small network "
                           "(<10 M parameters) on a CPU with 2+ threads, else 1 (default: auto)")
     eng.add_argument("--soft-mask", action=argparse.BooleanOptionalAction, default=None,
-                     help="share the mixture out among the stems by their magnitudes after the network "
+                     help="share the mixture out among the stems by their magnitudes after the network, "
+                          "spatially where the config says (inference.soft_mask_spatial) "
                           "(default: as the model's config says; on for the shipped models)")
     eng.add_argument("--tta", action="store_true",
                      help="test-time augmentation: also run each chunk with its channels swapped and its polarity "
@@ -163,7 +164,7 @@ def run_separate(args: argparse.Namespace) -> int:
     _say(args, f"model {sep.name}: stems {', '.join(sep.stems)} | device {song.device} | backend {song.backend} | "
                f"precision {str(song.dtype).removeprefix('torch.')} | overlap {song.overlap} | "
                f"batch {song.batch_size} | threads {threads} | lanes {song.lanes} | "
-               f"soft mask {'on' if song.soft_mask else 'off'}" + (" | tta on" if song.tta else ""))
+               f"soft mask {_describe_mask(song.soft_mask, song.stems)}" + (" | tta on" if song.tta else ""))
     failures = []
     for path in args.inputs:
         try:
@@ -250,6 +251,15 @@ def _int(value: str, flag: str) -> int:
         return int(value)
     except ValueError:
         raise StemforgeError(f"{flag} must be a whole number or 'auto', got '{value}'") from None
+
+
+def _describe_mask(mask, stems: tuple[str, ...]) -> str:
+    """``off``, ``on``, ``on (spatial)`` or ``on (spatial: toms, hihat)`` for a separator's soft mask."""
+    if mask is None:
+        return "off"
+    if not mask.spatial:
+        return "on"
+    return "on (spatial)" if mask.spatial is True else f"on (spatial: {', '.join(stems[i] for i in mask.spatial)})"
 
 
 def _say(args: argparse.Namespace, msg: str) -> None:

@@ -232,3 +232,12 @@ def test_validation_with_the_soft_mask_scores_what_users_get(tmp_path):
     for stem in STEMS:
         assert masked[stem] == pytest.approx(np.mean([e[stem] for e in expected]), abs=1e-3)
     assert masked != pytest.approx(plain, abs=1e-2)  # the mask did change the stems
+
+
+def test_cli_names_the_mask_it_runs():
+    from stemforge.cli import _describe_mask
+
+    stems = ("kick", "snare", "toms", "hihat", "cymbals")
+    assert _describe_mask(None, stems) == "off" and _describe_mask(SoftMask(), stems) == "on"
+    assert _describe_mask(SoftMask(spatial=True), stems) == "on (spatial)"
+    assert _describe_mask(SoftMask(spatial=(2, 3, 4)), stems) == "on (spatial: toms, hihat, cymbals)"

@@ -25,14 +25,16 @@ summed over the frames of a block of ``spatial_block`` frames and the blocks on 
 With one channel ``R_j = 1`` and this is the ratio mask above; with any number of channels the
 stems sum to the mixture. ``max_gain`` then caps each channel's bin as above: ``|Y_j| <= max_gain
 * |S_j|``. ``spatial`` may also name some stems (by index): those take ``Y_j``, the others the
-ratio mask (a centred kick loses by the spatial filter what a panned hi-hat gains).
+ratio mask ``M_j X``, and the stems then no longer sum to the mixture exactly. (On the drum kits
+of the validation songs the spatial filter gave the toms, hi-hat and cymbals what it took from the
+centred kick and snare, so ``drums`` names those three.)
 
 The STFT is its own (``n_fft``, hop ``n_fft / 4``, periodic Hann window, zero padding of
 ``n_fft / 2`` at both ends, as ``torch.stft(center=True, pad_mode="constant")``), not the network's:
 a longer window resolves the stems' harmonics better. :class:`SoftMaskStream` filters a track
 piece by piece in memory independent of its length (with ``spatial`` it holds two blocks of
-samples, and its output lags up to two blocks behind); :func:`soft_mask` does a whole track at once through
-it. Both equal ``torch.stft`` -> mask -> ``torch.istft`` (``tests/test_soft_mask.py``).
+samples, and its output lags up to two blocks behind); :func:`soft_mask` does a whole track at
+once through it. Both equal ``torch.stft`` -> mask -> ``torch.istft`` (``tests/test_soft_mask.py``).
 """
 
 from __future__ import annotations
