@@ -4,9 +4,9 @@ Each song of each ``--valid`` folder (MUSDB layout) is separated once with the f
 setting ``POWER:N_FFT:MAX_GAIN`` (``MAX_GAIN`` ``none`` for no cap) is then applied to those stems,
 which equals separating with it on (``tests/test_soft_mask.py``); ``:sBLOCK`` after a setting runs
 the spatial (multichannel) filter over blocks of ``BLOCK`` frames, ``:sBLOCK@STEM,STEM`` on those
-stems only. Global SDR per stem, mean over the
-songs of a folder, then over the folders. This is how the shipped configs' settings were chosen:
-on the validation songs only, never on the held-out ones.
+stems only. Global SDR per stem, mean over the songs of a folder, then over the folders. This is
+how the shipped configs' settings were chosen: on the validation songs only, never on the held-out
+ones.
 
     python benchmarks/soft_mask_grid.py --model drums --valid corpus/drums_valid corpus/drums_valid_quiet \
         --settings 1.5:4096:none 1.5:4096:1 1.5:4096:1.5 1.5:4096:2
