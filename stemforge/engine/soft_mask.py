@@ -207,8 +207,7 @@ class SoftMaskStream:
             spectra = self._spectra(first, count)
             self._synthesise(mask_spectra(spectra[0], spectra[1:], self.settings))
             return
-        steps = range(first, first + count, FRAMES_PER_STEP)  # in steps: the spectra in memory stay small
-        own = sum(spatial_covariance(self._spectra(f, min(FRAMES_PER_STEP, first + count - f))[1:]) for f in steps)
+        own = sum(spatial_covariance(spectra[1:]) for spectra in self._spectra_in_steps(first, count))
         self.pending.append((first, count, own))
         if len(self.pending) == 2:
             self._filter_pending()
@@ -216,12 +215,21 @@ class SoftMaskStream:
     def _filter_pending(self) -> None:
         """Filter the oldest pending block with the covariance of it and its neighbours (its spectra
         taken again from ``buf``: holding the samples costs less than holding the spectra)."""
-        (first, count, own), after = self.pending.pop(0), self.pending[:1]
-        covariance = sum([c for c in (self.covariance_before,) if c is not None] + [own] + [c for *_, c in after])
-        for f in range(first, first + count, FRAMES_PER_STEP):
-            spectra = self._spectra(f, min(FRAMES_PER_STEP, first + count - f))
+        first, count, own = self.pending.pop(0)
+        covariance = own
+        if self.covariance_before is not None:
+            covariance = covariance + self.covariance_before
+        if self.pending:  # the block after it
+            covariance = covariance + self.pending[0][2]
+        for spectra in self._spectra_in_steps(first, count):
             self._synthesise(spatial_mask_spectra(spectra[0], spectra[1:], covariance, self.settings))
         self.covariance_before = own
+
+    def _spectra_in_steps(self, first: int, count: int):
+        """:meth:`_spectra` of ``count`` frames from ``first``, ``FRAMES_PER_STEP`` at a time, so that
+        the spectra in memory stay small whatever the block length."""
+        for f in range(first, first + count, FRAMES_PER_STEP):
+            yield self._spectra(f, min(FRAMES_PER_STEP, first + count - f))
 
     def _spectra(self, first: int, count: int) -> torch.Tensor:
         """The windowed spectra of ``count`` frames from frame ``first``: ``[1 + S, C, count, bins]``."""
@@ -261,11 +269,11 @@ class SoftMaskStream:
             m = slice(self.emitted - self.buf_start, upto - self.buf_start)
             pieces.append((self.buf[0, :, m].clone(), self.acc[..., a] / self.norm[a]))
             self.emitted = upto
-        needed = min(self.synth_frame * hop, self.emitted)  # the next filtered frame's start, or what is left to return
+        needed = min(self.synth_frame * hop, self.emitted)  # the next frame to filter, or the first sample to return
         drop = needed - self.acc_start
         self.acc, self.norm, self.acc_start = self.acc[..., drop:], self.norm[drop:], needed
-        keep = min(self.synth_frame * hop, self.emitted) - self.buf_start  # the next frame to filter, the mix to return
-        self.buf, self.buf_start = self.buf[..., keep:], self.buf_start + keep
+        keep = needed - self.buf_start
+        self.buf, self.buf_start = self.buf[..., keep:], needed
         return pieces
 
 
