@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
@@ -22,6 +22,9 @@ from .engine.soft_mask import SoftMaskedStream, soft_mask
 from .engine.tta import Mirrored
 from .errors import StemforgeError
 from .models import MDX23C, StemBag
+
+if TYPE_CHECKING:  # imported lazily at run time: decoding pulls in PyAV, soundfile and soxr
+    from .audio.stream import StemWriter
 
 Progress = Callable[[int, int], None]
 WINDOWS = ("hann", "msst")
@@ -349,7 +352,7 @@ def _reject_silence(blocks, path):
 
 def write_streamed(reader, path: str | Path, outdir: str | Path, names: list[str], write: dict,
                    push: Callable[[np.ndarray], list], finish: Callable[[], list],
-                   encode: Callable[[object, "StemWriter"], None]) -> dict[str, Path]:
+                   encode: Callable[[object, StemWriter], None]) -> dict[str, Path]:
     """Stream a file into ``outdir/<name>.<format>`` files; all of them or none.
 
     ``reader`` (an :class:`~stemforge.audio.stream.AudioReader` of ``path``) is decoded on a

@@ -74,7 +74,8 @@ def machine(threads: int) -> str:
     import torch
 
     try:
-        cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+        with open("/proc/cpuinfo") as cpuinfo:
+            cpu = next(line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))
     except (OSError, StopIteration):
         cpu = platform.processor() or "?"
     return f"{cpu}, {threads} torch thread(s), Python {platform.python_version()}, torch {torch.__version__}"
