@@ -283,7 +283,9 @@ def batch_rows(args) -> list[str]:
 def machine(threads: int) -> str:
     import torch
 
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    from stemforge.engine.bench import cpu_name
+
+    cpu = cpu_name()
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     return (f"{cpu}, {os.cpu_count()} cores, {threads} torch thread(s), load average {load} at the start, "
             f"Python {platform.python_version()}, torch {torch.__version__}")

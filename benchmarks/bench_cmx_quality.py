@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def steps_done(run: Path) -> int:
-    lines = [json.loads(l) for l in (run / "log.jsonl").read_text().splitlines() if l.strip()]
+    lines = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
     return max((r.get("step", 0) for r in lines), default=0)
 
 

@@ -122,7 +122,9 @@ def measure(mode, yaml, ckpt, wav, overlap, batch, precision, tmp, repeats, back
 def machine() -> str:
     import torch
 
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    from stemforge.engine.bench import cpu_name
+
+    cpu = cpu_name()
     return (f"{cpu}, {torch.get_num_threads()} torch threads, Python {platform.python_version()}, "
             f"torch {torch.__version__}")
 

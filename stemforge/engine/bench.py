@@ -70,15 +70,19 @@ def _fmt(r: dict) -> str:
             f"{r['rss_mb']:.0f} |")
 
 
+def cpu_name() -> str:
+    """The CPU's model name from ``/proc/cpuinfo`` (elsewhere ``platform.processor()``, or ``?``)."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            return next(line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or "?"
+
+
 def machine(threads: int) -> str:
     import torch
 
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            cpu = next(line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name"))
-    except (OSError, StopIteration):
-        cpu = platform.processor() or "?"
-    return f"{cpu}, {threads} torch thread(s), Python {platform.python_version()}, torch {torch.__version__}"
+    return f"{cpu_name()}, {threads} torch thread(s), Python {platform.python_version()}, torch {torch.__version__}"
 
 
 def worker(source: str, config: str, wav: str, out: str, backend: str, precision: str, device: str,
