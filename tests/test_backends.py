@@ -58,7 +58,7 @@ def test_onnx_export_cli_has_dynamic_batch(tmp_path, tiny_paths, capsys):
     assert main(["export-onnx", "--checkpoint", str(tiny_paths["checkpoint"]), "--config", str(tiny_paths["config"]),
                  "-o", str(out)]) == 0
     assert "max abs diff" in capsys.readouterr().out
-    sep = Separator(**tiny_paths, precision="fp32")
+    sep = Separator(**tiny_paths, device="cpu", precision="fp32")
     net = OnnxNet(out, CPU)
     for batch in (1, 3):
         spec = sep.loaded.model.stft(torch.randn(batch, 2, sep.config.chunk_size) * 0.1)

@@ -218,7 +218,7 @@ def test_validation_with_the_soft_mask_scores_what_users_get(tmp_path):
     config = tiny_config(tmp_path, **{"inference.soft_mask": True, "inference.soft_mask_power": 1.5,
                                       "inference.soft_mask_n_fft": 1024})
     sep = Separator(checkpoint=random_checkpoint(config, tmp_path / "w.ckpt", seed=3), config=config,
-                    precision="fp32", batch_size=1, lanes=1)
+                    device="cpu", precision="fp32", batch_size=1, lanes=1)  # validate() below runs on the CPU
     tracks = find_tracks(make_dataset(tmp_path / "songs", tracks=2, seconds=1.0), STEMS, 44100, tmp_path / "cache")
     how = Separation(sep.config.chunk_size, sep.overlap, 1, torch.device("cpu"), soft_mask=sep.soft_mask)
     masked, _ = validate(sep.loaded.model, tracks, STEMS, STEMS, how)

@@ -49,7 +49,7 @@ def separate_msst(
         where.append((i, seg))
         i += step
         if len(parts) >= batch_size or i >= total:
-            y = run(torch.stack(parts))
+            y = run(torch.stack(parts)).cpu()  # accumulated on the CPU, as MSST's demix does
             window = base_window.clone()
             if i - step == 0:
                 window[:fade] = 1

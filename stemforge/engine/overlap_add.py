@@ -107,7 +107,7 @@ def separate_tensor(
     while first < plan.num_chunks:
         n = min(batcher.size, plan.num_chunks - first)  # shrinks after an out-of-memory error
         batch = staging.upload(frames[:, first : first + n].transpose(0, 1))
-        y = batcher(batch).mul_(window)  # [n, stems, C, chunk]
+        y = batcher(batch).to(device).mul_(window)  # [n, stems, C, chunk]; .to: a no-op unless run's device differs
         for j in range(n):
             start = (first + j) * plan.hop
             out[..., start : start + chunk] += y[j]

@@ -127,7 +127,8 @@ class OverlapAddStream:
             starts = [(self.next_chunk + j) * self.hop for j in range(n)]
             first = starts[0] - self.buf_start
             frames = self.buf[:, first : first + (n - 1) * self.hop + self.chunk].unfold(-1, self.chunk, self.hop)
-            y = self.batcher(self.staging.upload(frames.transpose(0, 1))).mul_(self.window)  # [n, stems, C, chunk]
+            y = self.batcher(self.staging.upload(frames.transpose(0, 1)))  # [n, stems, C, chunk]
+            y = y.to(self.device).mul_(self.window)  # a no-op unless run's device is not ours
             self._grow(starts[-1] + self.chunk)
             for j, s in enumerate(starts):
                 at = s - self.acc_start
