@@ -12,7 +12,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 # results/<name>.md, in this order (files that do not exist are skipped)
-RESULTS = ["backends_default", "stages_default", "plain_default", "backends", "batch_cpu", "memory", "memory_drumkit", "memory_drumkit_1thread", "memory_drumkit_bags", "stemforge_bench", "cmx",
+RESULTS = ["backends_default", "stages_default", "plain_default", "backends", "batch_cpu", "memory", "memory_drumkit", "memory_drumkit_1thread", "memory_drumkit_bags", "stemforge_bench", "gpu", "cmx",
            "overlap_default_synth/overlap", "overlap_drums_synth/overlap", "overlap_default_musdb/overlap",
            "overlap_drums_stemgmd/overlap", "tta_default_synth/overlap", "tta_drums_synth/overlap",
            "overlap_tiny_demo"]
