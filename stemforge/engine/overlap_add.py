@@ -93,6 +93,8 @@ def separate_tensor(
     Args:
         run: ``chunks [B, C, chunk] -> [B, stems, C, chunk]`` (e.g. a :class:`ChunkRunner`).
         mix: ``[C, S]`` fp32 audio at the model's rate.
+        device: where chunks are staged and the overlap-add accumulates; ``run``'s outputs are
+            moved there (best: the device ``run`` computes on).
     Returns:
         ``[stems, C, S]`` fp32 on the CPU.
     """

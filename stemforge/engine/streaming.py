@@ -35,6 +35,8 @@ class OverlapAddStream:
 
     Args:
         run: ``chunks [B, C, chunk] -> [B, stems, C, chunk]`` (e.g. a ChunkRunner).
+        device: where chunks are staged and the overlap-add accumulates; ``run``'s outputs are
+            moved there (best: the device ``run`` computes on).
         length_hint: expected length (samples), for progress only.
     """
 
