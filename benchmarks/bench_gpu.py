@@ -9,7 +9,9 @@ For each (model, backend, precision) it reports
 - peak GPU memory (``torch.cuda.max_memory_allocated``) of that call for each length: bounded memory
   means the long input peaks no higher than the short one (one untimed run on the shortest length
   first, so cuDNN's tuning of each new shape is neither timed nor counted);
-- the batch size ``--batch-size auto`` picked.
+- the batch size ``--batch-size auto`` picked;
+- start-up: building the ``Separator`` and its first separation, the 15 s example (loading the
+  weights, cuDNN's tuning, compilation with ``--backends compile``).
 
 Needs a CUDA GPU. Writes ``benchmarks/results/gpu.md`` (or ``--write``) with the GPU and command.
 
