@@ -32,14 +32,10 @@ import numpy as np
 import soundfile as sf
 import torch
 
+from stemforge.eval.metrics import global_sdr
+
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "example.flac"
-
-
-def agreement_db(ref: np.ndarray, est: np.ndarray) -> float:
-    """SDR of ``est`` against ``ref`` (both ``[stems, channels, samples]``), over all stems at once."""
-    noise = float(np.sum((ref.astype(np.float64) - est) ** 2))
-    return float("inf") if noise == 0 else 10 * np.log10(float(np.sum(ref.astype(np.float64) ** 2)) / noise)
 
 
 def long_input(tmp: Path, mix: np.ndarray, rate: int, minutes: float) -> Path:
@@ -73,7 +69,7 @@ def measure(model: str, backend: str, precision: str, minutes: list[float], repe
     first = sep.separate_mix(mix)
     torch.cuda.synchronize(sep.device)
     row = dict(model=model, backend=backend, precision=precision, batch=sep.batch_size,
-               startup=time.perf_counter() - start, agreement=agreement_db(reference, first))
+               startup=time.perf_counter() - start, agreement=global_sdr(reference, first))  # all stems at once
     paths = [long_input(tmp, mix, sep.sample_rate, m) for m in minutes]
     # warm-up on full batches: cuDNN tunes each new shape (with workspaces that would count as peak memory)
     sep.separate_file(paths[0], tmp / "out")
@@ -142,8 +138,8 @@ def command() -> str:
 def write(args: argparse.Namespace, rows: list[dict]) -> None:
     gpu = torch.cuda.get_device_name()
     text = (f"## GPU: the shipped models on CUDA\n\n{gpu}, PyTorch {torch.__version__}, "
-            f"{torch.get_num_threads()} CPU threads. `python benchmarks/bench_gpu.py {command()}`.\n\nAgreement: SDR against the same model in fp32 on the CPU, "
-            f"on the 15 s example. RTF: `Separator.separate_file` (decode, network, soft mask, encode) "
+            f"{torch.get_num_threads()} CPU threads. `python benchmarks/bench_gpu.py {command()}`.\n\n"
+            f"Agreement: SDR against the same model in fp32 on the CPU, on the 15 s example. RTF: `Separator.separate_file` (decode, network, soft mask, encode) "
             f"on the example repeated to that length, median of {args.repeats} after a warm-up. "
             f"Peak GPU: `torch.cuda.max_memory_allocated` over those runs.\n\n"
             f"{table(rows, args.minutes)}\n")
