@@ -96,7 +96,7 @@ def _add_bench(sub) -> None:
     p = sub.add_parser("bench", help="measure separation speed and memory on this machine (~30 s)",
                        description="Separate a generated clip with a registered model (the shipped default "
                                    "unless --model names another) per backend and precision, each in a fresh "
-                                   "process; print real-time factor and peak RSS.")
+                                   "process; print real-time factor, peak RSS and, on a GPU, peak GPU memory.")
     p.add_argument("--seconds", type=float, default=10.0, help="clip length (default: 10)")
     p.add_argument("--backends", nargs="+", default=["eager", "onnx"], choices=BACKENDS)
     p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=("fp32", "bf16", "fp16"))

@@ -145,5 +145,7 @@ def test_stemforge_bench_times_the_shipped_default(capsys):
 
     rows = run(seconds=3.0, backends=("eager",), precisions=("fp32",), threads="2")
     assert len(rows) == 1 and rows[0]["rtf"] > 0 and rows[0]["rss_mb"] > 0
+    assert rows[0]["gpu_mb"] is None  # the CPU has no allocator high-water mark: the column says "-"
     out = capsys.readouterr().out
     assert "default (registered)" in out and "| eager | fp32 |" in out
+    assert out.rstrip().endswith("| - |") and "peak GPU MiB" in out

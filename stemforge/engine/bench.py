@@ -4,7 +4,8 @@ Each backend x precision separates the same generated clip with a registered mod
 ``default`` unless ``--model`` names another) or a random-weight model of ``--config``, in a fresh
 process (so peak RSS is that run's own), streaming from a WAV to WAVs as ``stemforge separate`` does.
 Reported: start-up (model load, export or compile, one warm-up chunk), the real-time factor of the
-separation itself (seconds per second of audio) and peak RSS.
+separation itself (seconds per second of audio), peak RSS and, on a GPU, peak GPU memory (the
+allocator's high-water mark: what the GPU holds for tensors, which RSS does not see).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def run(seconds: float = 10.0, backends=("eager", "onnx"), precisions=("fp32", "
                    TORCHINDUCTOR_CACHE_DIR=os.environ.get("TORCHINDUCTOR_CACHE_DIR", str(cache_dir("inductor"))))
         print(f"# stemforge bench: {machine(n_threads)}\n# {seconds:g} s clip, config {name}, device {device}\n")
         print(HEADER)
-        print("|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|")
         for backend in backends:
             for precision in precisions:
                 if backend == "onnx" and precision != "fp32":
@@ -53,7 +54,7 @@ def run(seconds: float = 10.0, backends=("eager", "onnx"), precisions=("fp32", "
                 res = subprocess.run([sys.executable, "-m", "stemforge.engine.bench", *args],
                                      capture_output=True, text=True, env=env)
                 if res.returncode:
-                    print(f"| {backend} | {precision} | | failed: {res.stderr.strip().splitlines()[-1][:80]} | | |")
+                    print(f"| {backend} | {precision} | | failed: {res.stderr.strip().splitlines()[-1][:80]} | | | |")
                     continue
                 row = dict(json.loads(res.stdout.strip().splitlines()[-1]), backend=backend, precision=precision)
                 row["rtf"] = row["separate_s"] / seconds
@@ -62,12 +63,14 @@ def run(seconds: float = 10.0, backends=("eager", "onnx"), precisions=("fp32", "
     return rows
 
 
-HEADER = "| backend | precision | lanes | start-up s | RTF (separation s / audio s) | peak RSS MiB |"
+HEADER = ("| backend | precision | lanes | start-up s | RTF (separation s / audio s) | peak RSS MiB "
+          "| peak GPU MiB |")
 
 
 def _fmt(r: dict) -> str:
+    gpu = "-" if r["gpu_mb"] is None else f"{r['gpu_mb']:.0f}"
     return (f"| {r['backend']} | {r['precision']} | {r['lanes']} | {r['startup_s']:.1f} | {r['rtf']:.3f} | "
-            f"{r['rss_mb']:.0f} |")
+            f"{r['rss_mb']:.0f} | {gpu} |")
 
 
 def cpu_name() -> str:
@@ -88,7 +91,7 @@ def machine(threads: int) -> str:
 def worker(source: str, config: str, wav: str, out: str, backend: str, precision: str, device: str,
            threads: str) -> dict:
     """One measurement (run in its own process): ``source`` is a checkpoint with its ``config``, or a
-    registered model's name when ``config`` is empty."""
+    registered model's name when ``config`` is empty. ``gpu_mb`` is None off CUDA."""
     import torch
 
     from ..separator import Separator
@@ -101,8 +104,10 @@ def worker(source: str, config: str, wav: str, out: str, backend: str, precision
     loaded = time.perf_counter()
     sep.separate_file(wav, Path(out) / "run")
     done = time.perf_counter()
+    on_gpu = sep.device.type == "cuda"
     return {"startup_s": loaded - start, "separate_s": done - loaded, "lanes": sep.lanes,
-            "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "gpu_mb": torch.cuda.max_memory_allocated(sep.device) / 2**20 if on_gpu else None}
 
 
 if __name__ == "__main__":
