@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from eval_models import score  # noqa: E402
+from eval_models import score, stemgmd_clips  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 TIE_DB = 0.005
@@ -60,21 +60,14 @@ def with_candidate(model: str, member: str, candidate: Path, threads: str):
 
 def inputs(args) -> list[tuple[str, list[tuple[str, Path, dict[str, Path]]]]]:
     """``[(set name, [(song, input file, {stem: reference file})])]`` for every folder given."""
-    stems = args.stems
+    folders = [(f, "mixture.wav") for f in args.views or []] + [(f, args.input) for f in args.songs or []]
     sets = []
-    for folder in args.views or []:
-        songs = sorted(p for p in folder.iterdir() if (p / "mixture.wav").exists())
-        sets.append((folder.name, [(s.name, s / "mixture.wav", {t: s / f"{t}.wav" for t in stems}) for s in songs]))
-    for folder in args.songs or []:
-        songs = sorted(p for p in folder.iterdir() if (p / args.input).exists())
-        sets.append((folder.name, [(s.name, s / args.input, {t: s / f"{t}.wav" for t in stems}) for s in songs]))
+    for folder, name in folders:
+        songs = sorted(p for p in folder.iterdir() if (p / name).exists())
+        sets.append((folder.name, [(s.name, s / name, {t: s / f"{t}.wav" for t in args.stems}) for s in songs]))
     if args.stemgmd:
-        clips = []
-        for kit in sorted(p for p in args.stemgmd.rglob("*") if p.is_dir() and list(p.glob("*_MIX.mp3"))):
-            (mix,) = kit.glob("*_MIX.mp3")
-            stem = mix.name[: -len("_MIX.mp3")]
-            clips.append((kit.name, mix, {t: kit / f"{stem}_{t.upper()}_true.mp3" for t in stems}))
-        sets.append(("StemGMD", clips))
+        sets.append(("StemGMD", [(kit.name, mix, {t: true[t] for t in args.stems})
+                                 for kit, mix, true, _ in stemgmd_clips(args.stemgmd)]))
     return sets
 
 

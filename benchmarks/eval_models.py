@@ -209,16 +209,26 @@ def columns(model: str, members: dict, base: bool = False) -> dict[str, str]:
             **{"/" + name: f"{name} alone (a member of the {model} bag, no soft mask)" for name in members}}
 
 
+def stemgmd_clips(folder: Path) -> list[tuple[Path, Path, dict[str, Path], dict[str, Path]]]:
+    """``[(kit folder, mix, {piece: true file}, {piece: LarsNet's file})]`` for every StemGMD clip under
+    ``folder`` (``*_MIX.mp3`` beside ``*_PIECE_true.mp3`` and ``*_PIECE_pred.mp3``)."""
+    clips = []
+    for kit_dir in sorted(p for p in folder.rglob("*") if p.is_dir() and list(p.glob("*_MIX.mp3"))):
+        (mix_path,) = kit_dir.glob("*_MIX.mp3")
+        stem = mix_path.name[: -len("_MIX.mp3")]
+        clips.append((kit_dir, mix_path, {p: kit_dir / f"{stem}_{p.upper()}_true.mp3" for p in KIT},
+                      {p: kit_dir / f"{stem}_{p.upper()}_pred.mp3" for p in KIT}))
+    return clips
+
+
 def stemgmd(folder: Path, kit, members: dict, unmasked: dict, rate: int) -> list[str]:
     from stemforge.audio import load_audio
 
     rows, names = [], []
-    for kit_dir in sorted(p for p in folder.rglob("*") if p.is_dir() and list(p.glob("*_MIX.mp3"))):
-        (mix_path,) = kit_dir.glob("*_MIX.mp3")
-        stem = mix_path.name[: -len("_MIX.mp3")]
+    for kit_dir, mix_path, true_files, pred_files in stemgmd_clips(folder):
         mix = load_audio(mix_path, rate)
-        refs = {p: load_audio(kit_dir / f"{stem}_{p.upper()}_true.mp3", rate) for p in KIT}
-        larsnet = {p: load_audio(kit_dir / f"{stem}_{p.upper()}_pred.mp3", rate) for p in KIT}
+        refs = {p: load_audio(f, rate) for p, f in true_files.items()}
+        larsnet = {p: load_audio(f, rate) for p, f in pred_files.items()}
         ours = dict(zip(kit.stems, kit.separate_mix(mix)))
         row = with_oracle(score(refs, ours, mix), refs, mix)
         row.update({k + "/larsnet": v for k, v in score(refs, larsnet, mix).items() if not k.endswith("/mix")})

@@ -45,7 +45,7 @@ def run(seconds: float = 10.0, backends=("eager", "onnx"), precisions=("fp32", "
                    TORCHINDUCTOR_CACHE_DIR=os.environ.get("TORCHINDUCTOR_CACHE_DIR", str(cache_dir("inductor"))))
         print(f"# stemforge bench: {machine(n_threads)}\n# {seconds:g} s clip, config {name}, device {device}\n")
         print(HEADER)
-        print("|---|---|---|---|---|---|---|")
+        print("|---" * COLUMNS + "|")
         for backend in backends:
             for precision in precisions:
                 if backend == "onnx" and precision != "fp32":
@@ -54,7 +54,8 @@ def run(seconds: float = 10.0, backends=("eager", "onnx"), precisions=("fp32", "
                 res = subprocess.run([sys.executable, "-m", "stemforge.engine.bench", *args],
                                      capture_output=True, text=True, env=env)
                 if res.returncode:
-                    print(f"| {backend} | {precision} | | failed: {res.stderr.strip().splitlines()[-1][:80]} | | | |")
+                    print(f"| {backend} | {precision} | | failed: {res.stderr.strip().splitlines()[-1][:80]} |"
+                          + " |" * (COLUMNS - 4))
                     continue
                 row = dict(json.loads(res.stdout.strip().splitlines()[-1]), backend=backend, precision=precision)
                 row["rtf"] = row["separate_s"] / seconds
@@ -65,6 +66,7 @@ def run(seconds: float = 10.0, backends=("eager", "onnx"), precisions=("fp32", "
 
 HEADER = ("| backend | precision | lanes | start-up s | RTF (separation s / audio s) | peak RSS MiB "
           "| peak GPU MiB |")
+COLUMNS = HEADER.count("|") - 1
 
 
 def _fmt(r: dict) -> str:
