@@ -1,11 +1,17 @@
-"""A candidate for one member of a shipped bag against the member it would replace, song by song.
+"""Candidates for members of a shipped bag against the members they would replace, song by song.
 
 ``ship_model.py --weights auto`` picks a member's weights on the validation folders by the mean SDR of
 the network alone. This script answers the question that decides whether the pick ships: with the
 candidate in place, does the bag *as users run it* (with its soft mask) do better on held-out songs,
-and on how many of them? Both bags separate the same inputs; per stem it prints the shipped and
-candidate mean global SDR, their mean paired difference with its standard error, and on how many
-songs the candidate scored higher and lower (a difference under 0.005 dB counts as a tie).
+and on how many of them? Per candidate and stem it prints the shipped and candidate mean global SDR,
+their mean paired difference with its standard error, and on how many songs the candidate scored
+higher and lower (a difference under 0.005 dB counts as a tie). Each candidate is judged alone in the
+shipped bag (``--member A B --candidate a b``: two questions, not one bag with both).
+
+Every network runs once per song: the bag's members and the candidates, each without the soft mask;
+each bag to score is then the members' raw estimates mixed with the bag's weights (one candidate's in
+its member's place) and filtered by ``Separator.post_filter``, which tests/test_bag.py proves equal to
+the bag with its soft mask. Four candidates cost two bags' time, not eight.
 
 Inputs (any number of each):
 
@@ -27,20 +33,37 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from eval_models import score, stemgmd_clips  # noqa: E402
 
+if TYPE_CHECKING:
+    from stemforge.separator import Separator
+
 REPO = Path(__file__).resolve().parents[1]
 TIE_DB = 0.005
 
 
-def with_candidate(model: str, member: str, candidate: Path, threads: str):
-    """``(shipped, swapped)``: two fp32 Separators of the bag ``model``, the second with ``member``'s
-    weights replaced by those in ``candidate`` (loaded strictly into the member's network)."""
+@dataclass
+class Networks:
+    """The bag ``bag`` (for its stems, rate and post-filter), its member networks ``members`` and
+    ``weights: [members, stems]`` (each stem's column sums to 1), and ``candidates``: ``(index of the
+    member it replaces, its network)``. Every network is an fp32 Separator without the soft mask."""
+
+    bag: Separator
+    members: list[Separator]
+    weights: np.ndarray
+    candidates: list[tuple[int, Separator]]
+
+
+def load_networks(model: str, pairs: list[tuple[str, Path]], threads: str) -> Networks:
+    """The bag ``model`` and, per ``(member, candidate file)``, that member's network with the
+    candidate's weights (loaded strictly)."""
     from stemforge import registry
     from stemforge.checkpoint import load_weights, read_state_dict
     from stemforge.engine.device import set_threads
@@ -50,12 +73,20 @@ def with_candidate(model: str, member: str, candidate: Path, threads: str):
     set_threads(threads)
     entry = registry.get_model(model)
     names = [m.name for m in registry.bag_members(entry)] if entry.is_bag else []
-    if member not in names:
-        raise StemforgeError(f"'{model}' has no member '{member}'; its members: {', '.join(names) or 'none'}")
-    shipped, swapped = Separator(model, precision="fp32"), Separator(model, precision="fp32")
-    net = swapped.loaded.model.members[names.index(member)]
-    load_weights(net, read_state_dict(candidate), candidate, registry.config_path(registry.get_model(member)))
-    return shipped, swapped
+
+    def network(name: str) -> Separator:
+        return Separator(name, precision="fp32", soft_mask=False)
+
+    candidates = []
+    for member, path in pairs:
+        if member not in names:
+            raise StemforgeError(f"'{model}' has no member '{member}'; its members: {', '.join(names) or 'none'}")
+        net = network(member)
+        load_weights(net.loaded.model, read_state_dict(path), path, registry.config_path(registry.get_model(member)))
+        candidates.append((names.index(member), net))
+    weights = np.array(registry.bag_weights(entry), dtype=np.float32)
+    return Networks(Separator(model, precision="fp32"), [network(n) for n in names], weights / weights.sum(0),
+                    candidates)
 
 
 def inputs(args) -> list[tuple[str, list[tuple[str, Path, dict[str, Path]]]]]:
@@ -71,34 +102,45 @@ def inputs(args) -> list[tuple[str, list[tuple[str, Path, dict[str, Path]]]]]:
     return sets
 
 
-def compare(shipped, swapped, songs, rate: int) -> dict[str, dict[str, list[float]]]:
-    """``{stem: {"shipped": [sdr per song], "candidate": [...]}}``; songs where a stem is silent are left out."""
+def mixed(raw: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
+    """``raw: members x [stems, channels, samples]`` -> the bag's raw stems, ``sum_m weights[m, s] * raw[m][s]``."""
+    return sum(w[:, None, None] * r for w, r in zip(weights, raw))
+
+
+def compare(nets: Networks, songs, rate: int) -> list[dict[str, dict[str, list[float]]]]:
+    """Per candidate ``{stem: {"shipped": [sdr per song], "candidate": [...]}}``; songs where a stem is
+    silent are left out."""
     from stemforge.audio import load_audio
 
-    out: dict[str, dict[str, list[float]]] = {}
+    out: list[dict[str, dict[str, list[float]]]] = [{} for _ in nets.candidates]
     for name, path, refs in songs:
         x = load_audio(path, rate)
         truth = {s: load_audio(p, rate) for s, p in refs.items()}
-        a = score(truth, dict(zip(shipped.stems, shipped.separate_mix(x))), x)
-        b = score(truth, dict(zip(swapped.stems, swapped.separate_mix(x))), x)
-        for s in truth:
-            if a[s] is not None:
-                out.setdefault(s, {"shipped": [], "candidate": []})
-                out[s]["shipped"].append(a[s])
-                out[s]["candidate"].append(b[s])
-        print(f"  {name}: " + ", ".join(f"{s} {b[s] - a[s]:+.2f}" for s in truth if a[s] is not None), flush=True)
+        raw = [m.separate_mix(x) for m in nets.members]
+        shipped = score(truth, dict(zip(nets.bag.stems, nets.bag.post_filter(x, mixed(raw, nets.weights)))), x)
+        line = []
+        for scores, (k, net) in zip(out, nets.candidates):
+            swapped = raw[:k] + [net.separate_mix(x)] + raw[k + 1:]
+            b = score(truth, dict(zip(nets.bag.stems, nets.bag.post_filter(x, mixed(swapped, nets.weights)))), x)
+            for s in truth:
+                if shipped[s] is not None:
+                    scores.setdefault(s, {"shipped": [], "candidate": []})
+                    scores[s]["shipped"].append(shipped[s])
+                    scores[s]["candidate"].append(b[s])
+            line.append(", ".join(f"{s} {b[s] - shipped[s]:+.2f}" for s in truth if shipped[s] is not None))
+        print(f"  {name}: " + " | ".join(line), flush=True)
     return out
 
 
-def summary_rows(set_name: str, scores: dict[str, dict[str, list[float]]]) -> list[str]:
-    """Markdown rows: set, stem, shipped, candidate, mean difference +- standard error, higher/lower songs."""
+def summary_rows(member: str, set_name: str, scores: dict[str, dict[str, list[float]]]) -> list[str]:
+    """Markdown rows: member, set, stem, shipped, candidate, mean difference +- standard error, higher/lower songs."""
     rows = []
     for stem, s in scores.items():
         a, b = np.array(s["shipped"]), np.array(s["candidate"])
         d = b - a
         se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
         up, down = int((d > TIE_DB).sum()), int((d < -TIE_DB).sum())
-        rows.append(f"| {set_name} | {stem} | {a.mean():.2f} | {b.mean():.2f} | {d.mean():+.2f} ± {se:.2f} "
+        rows.append(f"| {member} | {set_name} | {stem} | {a.mean():.2f} | {b.mean():.2f} | {d.mean():+.2f} ± {se:.2f} "
                     f"| {up} / {down} of {len(d)} |")
     return rows
 
@@ -106,8 +148,10 @@ def summary_rows(set_name: str, scores: dict[str, dict[str, list[float]]]) -> li
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="drums", help="registered bag (default: drums)")
-    p.add_argument("--member", required=True, help="the member the candidate would replace, e.g. drums-toms")
-    p.add_argument("--candidate", type=Path, required=True, help="its candidate weights (.safetensors or .ckpt)")
+    p.add_argument("--member", nargs="+", required=True,
+                   help="the members the candidates would replace, e.g. drums-toms (one per --candidate)")
+    p.add_argument("--candidate", type=Path, nargs="+", required=True,
+                   help="candidate weights (.safetensors or .ckpt), in --member's order")
     p.add_argument("--views", type=Path, nargs="+", help="MUSDB-layout folders whose mixture.wav is the input")
     p.add_argument("--songs", type=Path, nargs="+", help="MUSDB-layout folders of full songs; --input is the input")
     p.add_argument("--input", default="drums.wav", help="the input WAV in --songs folders (default: drums.wav)")
@@ -118,15 +162,21 @@ def main() -> None:
     args = p.parse_args()
     if not (args.views or args.songs or args.stemgmd):
         p.error("give --views, --songs or --stemgmd")
+    if len(args.member) != len(args.candidate):
+        p.error(f"{len(args.member)} --member but {len(args.candidate)} --candidate: give one member per candidate")
 
-    shipped, swapped = with_candidate(args.model, args.member, args.candidate, args.threads)
-    args.stems = tuple(args.stems or shipped.stems)
-    lines = [f"{args.model}: `{args.member}` shipped against `{args.candidate}` (the bag with its soft mask; dB)", "",
-             "| set | stem | shipped | candidate | difference ± s.e. | songs higher / lower |",
-             "|---|---|---|---|---|---|"]
+    nets = load_networks(args.model, list(zip(args.member, args.candidate)), args.threads)
+    args.stems = tuple(args.stems or nets.bag.stems)
+    pairs = ", ".join(f"`{m}` against `{c}`" for m, c in zip(args.member, args.candidate))
+    lines = [f"{args.model}: shipped members {pairs}, each alone in the bag with its soft mask (dB)", "",
+             "| member | set | stem | shipped | candidate | difference ± s.e. | songs higher / lower |",
+             "|---|---|---|---|---|---|---|"]
+    rows: list[list[str]] = [[] for _ in args.member]
     for set_name, songs in inputs(args):
-        print(f"{set_name} ({len(songs)} songs): candidate minus shipped", flush=True)
-        lines += summary_rows(set_name, compare(shipped, swapped, songs, shipped.sample_rate))
+        print(f"{set_name} ({len(songs)} songs): candidate minus shipped ({', '.join(args.member)})", flush=True)
+        for out, member, scores in zip(rows, args.member, compare(nets, songs, nets.bag.sample_rate)):
+            out += summary_rows(member, set_name, scores)
+    lines += [row for member_rows in rows for row in member_rows]
     print("\n".join(lines))
     if args.out:
         command = " ".join(["python", str(Path(__file__).relative_to(REPO))] + sys.argv[1:])

@@ -238,8 +238,7 @@ class Separator:
 
     def separate_mix(self, mix: np.ndarray, progress: Progress | None = None) -> np.ndarray:
         """``mix: [channels, samples]`` at the model rate -> ``[stems, channels, samples]`` fp32."""
-        norm = Normalization(float(mix.mean()), float(mix.std()) or 1.0) if self.config.inference.normalize \
-            else Normalization()
+        norm = self._normalization(mix)
         mix = norm.apply(mix)
         kwargs = dict(chunk=self.config.chunk_size, overlap=self.overlap, num_stems=len(self.stems), progress=progress)
         if self.window == "msst":  # MSST's result depends on its batch, so the lanes split that batch
@@ -249,6 +248,24 @@ class Separator:
         if self.soft_mask is not None:
             out = soft_mask(torch.as_tensor(mix, dtype=torch.float32), out, self.soft_mask)
         return norm.undo(out.numpy())
+
+    def post_filter(self, mix: np.ndarray, stems: np.ndarray) -> np.ndarray:
+        """What :meth:`separate_mix` does after the network, alone: ``mix: [channels, samples]`` and
+        ``stems: [stems, channels, samples]``, raw estimates as a separator of this config gives them with
+        ``soft_mask=False`` -> the stems after this separator's soft mask (``stems`` itself when it has
+        none). With it a benchmark can mix several networks' raw estimates (a bag's members, or a
+        candidate in a member's place) and filter each mix without running the networks again."""
+        if self.soft_mask is None:
+            return stems
+        norm = self._normalization(mix)
+        out = soft_mask(torch.as_tensor(norm.apply(mix), dtype=torch.float32),
+                        torch.as_tensor(norm.apply(stems), dtype=torch.float32), self.soft_mask)
+        return norm.undo(out.numpy())
+
+    def _normalization(self, mix: np.ndarray) -> Normalization:
+        if not self.config.inference.normalize:
+            return Normalization()
+        return Normalization(float(mix.mean()), float(mix.std()) or 1.0)
 
     def separate_file(self, path: str | Path, outdir: str | Path, *, two_stems: str | None = None,
                       stems: list[str] | None = None, format: str = "wav", subtype: str = "PCM_16",

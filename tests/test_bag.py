@@ -36,12 +36,18 @@ def _entry(name: str, **kw) -> ModelEntry:
     return ModelEntry(**values)
 
 
+def _bag_of(members: list[Path], config: Path = CONFIG) -> dict[str, ModelEntry]:
+    """Bag "ab": vocals and drums from network a, bass from b, other from both (weights 1 and 1)."""
+    return {"a": _entry("a", weights=str(members[0]), config=str(config)),
+            "b": _entry("b", weights=str(members[1]), config=str(config)),
+            "ab": _entry("ab", architecture="bag", config=None, size=None,
+                         members=(BagMember("a", {"vocals": 1, "drums": 2, "other": 1}),
+                                  BagMember("b", {"bass": 3, "other": 1})))}
+
+
 def test_a_registered_bag_mixes_its_members_estimates_per_stem(members, mix, monkeypatch):
     """vocals and drums from member a, bass from b, other the mean of both: as separating with each."""
-    entries = {"a": _entry("a", weights=str(members[0])), "b": _entry("b", weights=str(members[1])),
-               "ab": _entry("ab", architecture="bag", config=None, size=None,
-                            members=(BagMember("a", {"vocals": 1, "drums": 2, "other": 1}),
-                                     BagMember("b", {"bass": 3, "other": 1})))}
+    entries = _bag_of(members)
     monkeypatch.setattr(registry, "load_registry", lambda path=None: entries)
     # the soft mask of the shipped config works on the bag's output, so it is off to compare the members
     bag = Separator("ab", batch_size=2, soft_mask=False).separate(mix)
@@ -54,6 +60,30 @@ def test_a_registered_bag_mixes_its_members_estimates_per_stem(members, mix, mon
     assert row[:2] == ["ab", "bag"] and row[3] == "0" and row[-1] == "shipped"  # 2 x 1000 bytes, both in the package
     with pytest.raises(StemforgeError, match="bag of a, b"):
         registry.fetch_model("ab")
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+def test_the_post_filter_on_the_members_raw_estimates_is_the_bag_as_users_run_it(members, mix, normalize,
+                                                                                   monkeypatch, tmp_path):
+    """benchmarks/compare_member.py's shortcut: each member run once without the soft mask, the raw
+    estimates mixed with the bag's weights, then :meth:`Separator.post_filter`, give the stems of the
+    bag with its soft mask (also with MSST's input normalization, which the filter must undo alike)."""
+    config = CONFIG
+    if normalize:
+        config = tmp_path / "normalized.yaml"
+        config.write_text(CONFIG.read_text().replace("inference:\n", "inference:\n  normalize: true\n"))
+    entries = _bag_of(members, config)
+    monkeypatch.setattr(registry, "load_registry", lambda path=None: entries)
+    bag = Separator("ab", batch_size=2)
+    assert bag.soft_mask is not None and bag.config.inference.normalize == normalize
+    mix = mix + 0.05  # a mean the normalization takes out
+    raw = [Separator(name, batch_size=2, soft_mask=False).separate_mix(mix) for name in ("a", "b")]
+    weights = np.array(registry.bag_weights(entries["ab"]), dtype=np.float32)
+    weights /= weights.sum(0)
+    mixed = sum(w[:, None, None] * r for w, r in zip(weights, raw))
+    filtered = bag.post_filter(mix, mixed)
+    np.testing.assert_allclose(filtered, bag.separate_mix(mix), atol=2e-5)
+    assert np.abs(filtered - mixed).max() > 1e-3  # the filter changed the stems: the check has teeth
 
 
 def test_bag_members_must_separate_alike(members, tmp_path):
