@@ -84,9 +84,9 @@ def load_networks(model: str, pairs: list[tuple[str, Path]], threads: str) -> Ne
         net = network(member)
         load_weights(net.loaded.model, read_state_dict(path), path, registry.config_path(registry.get_model(member)))
         candidates.append((names.index(member), net))
-    weights = np.array(registry.bag_weights(entry), dtype=np.float32)
-    return Networks(Separator(model, precision="fp32"), [network(n) for n in names], weights / weights.sum(0),
-                    candidates)
+    bag = Separator(model, precision="fp32")
+    weights = bag.loaded.model.stem_weights.numpy()  # the StemBag's own [members, stems], normalized per stem
+    return Networks(bag, [network(n) for n in names], weights, candidates)
 
 
 def inputs(args) -> list[tuple[str, list[tuple[str, Path, dict[str, Path]]]]]:
