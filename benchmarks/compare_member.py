@@ -6,7 +6,10 @@ candidate in place, does the bag *as users run it* (with its soft mask) do bette
 and on how many of them? Per candidate and stem it prints the shipped and candidate mean global SDR,
 their mean paired difference with its standard error, and on how many songs the candidate scored
 higher and lower (a difference under 0.005 dB counts as a tie). Each candidate is judged alone in the
-shipped bag (``--member A B --candidate a b``: two questions, not one bag with both).
+shipped bag (``--member A B --candidate a b``: two questions, not one bag with both). A candidate
+is loaded into its member's network, or, with ``--candidate-config`` (one YAML per candidate), into the
+network its own config describes, e.g. a wider one; it must separate as the bag does (the same audio
+and inference settings and stems).
 
 Every network runs once per song: the bag's members and the candidates, each without the soft mask;
 each bag to score is then the members' raw estimates mixed with the bag's weights (one candidate's in
@@ -61,9 +64,10 @@ class Networks:
     candidates: list[tuple[int, Separator]]
 
 
-def load_networks(model: str, pairs: list[tuple[str, Path]], threads: str) -> Networks:
-    """The bag ``model`` and, per ``(member, candidate file)``, that member's network with the
-    candidate's weights (loaded strictly)."""
+def load_networks(model: str, pairs: list[tuple[str, Path, Path | None]], threads: str) -> Networks:
+    """The bag ``model`` and, per ``(member, candidate file, candidate config)``, the candidate's
+    network: that member's network with the candidate's weights (loaded strictly), or, with a
+    config, the network that config describes (e.g. a wider one)."""
     from stemforge import registry
     from stemforge.checkpoint import load_weights, read_state_dict
     from stemforge.engine.device import set_threads
@@ -78,13 +82,21 @@ def load_networks(model: str, pairs: list[tuple[str, Path]], threads: str) -> Ne
         return Separator(name, precision="fp32", soft_mask=False)
 
     candidates = []
-    for member, path in pairs:
+    for member, path, config in pairs:
         if member not in names:
             raise StemforgeError(f"'{model}' has no member '{member}'; its members: {', '.join(names) or 'none'}")
-        net = network(member)
-        load_weights(net.loaded.model, read_state_dict(path), path, registry.config_path(registry.get_model(member)))
+        if config is not None:
+            net = Separator(checkpoint=path, config=config, precision="fp32", soft_mask=False)
+        else:
+            net = network(member)
+            load_weights(net.loaded.model, read_state_dict(path), path, registry.config_path(registry.get_model(member)))
         candidates.append((names.index(member), net))
     bag = Separator(model, precision="fp32")
+    for (_, path, _), (_, net) in zip(pairs, candidates):
+        for what in ("audio", "inference", "stems"):
+            if getattr(net.config, what) != getattr(bag.config, what):
+                raise StemforgeError(f"candidate '{path}' has another {what} than '{model}' ({net.config.path} "
+                                     f"vs {bag.config.path}); a member must separate as the bag does")
     weights = bag.loaded.model.stem_weights.numpy()  # the StemBag's own [members, stems], normalized per stem
     return Networks(bag, [network(n) for n in names], weights, candidates)
 
@@ -152,6 +164,9 @@ def main() -> None:
                    help="the members the candidates would replace, e.g. drums-toms (one per --candidate)")
     p.add_argument("--candidate", type=Path, nargs="+", required=True,
                    help="candidate weights (.safetensors or .ckpt), in --member's order")
+    p.add_argument("--candidate-config", type=Path, nargs="+",
+                   help="the candidates' YAMLs, in --candidate's order, where a candidate is another network "
+                        "than its member's (e.g. wider; the stems, STFT and inference settings must match)")
     p.add_argument("--views", type=Path, nargs="+", help="MUSDB-layout folders whose mixture.wav is the input")
     p.add_argument("--songs", type=Path, nargs="+", help="MUSDB-layout folders of full songs; --input is the input")
     p.add_argument("--input", default="drums.wav", help="the input WAV in --songs folders (default: drums.wav)")
@@ -165,7 +180,10 @@ def main() -> None:
     if len(args.member) != len(args.candidate):
         p.error(f"{len(args.member)} --member but {len(args.candidate)} --candidate: give one member per candidate")
 
-    nets = load_networks(args.model, list(zip(args.member, args.candidate)), args.threads)
+    configs = args.candidate_config or [None] * len(args.candidate)
+    if len(configs) != len(args.candidate):
+        p.error(f"{len(args.candidate)} --candidate but {len(configs)} --candidate-config: give one per candidate")
+    nets = load_networks(args.model, list(zip(args.member, args.candidate, configs)), args.threads)
     args.stems = tuple(args.stems or nets.bag.stems)
     pairs = ", ".join(f"`{m}` against `{c}`" for m, c in zip(args.member, args.candidate))
     lines = [f"{args.model}: shipped members {pairs}, each alone in the bag with its soft mask (dB)", "",

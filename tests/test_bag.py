@@ -86,6 +86,35 @@ def test_the_post_filter_on_the_members_raw_estimates_is_the_bag_as_users_run_it
     assert np.abs(filtered - mixed).max() > 1e-3  # the filter changed the stems: the check has teeth
 
 
+def test_compare_member_takes_a_wider_candidate_with_its_config(members, monkeypatch, tmp_path):
+    """benchmarks/compare_member.py --candidate-config: a wider network stands in for a member; one whose
+    config separates otherwise (here: another overlap) is refused, as a bag would refuse it."""
+    import importlib.util
+    import sys
+
+    import torch
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "compare_member.py"
+    spec = importlib.util.spec_from_file_location("compare_member", path)
+    compare_member = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "compare_member", compare_member)  # for its dataclass
+    spec.loader.exec_module(compare_member)
+    monkeypatch.setattr(registry, "load_registry", lambda path=None: _bag_of(members))
+    wide = tmp_path / "wide.yaml"
+    wide.write_text(CONFIG.read_text().replace("num_channels: 32", "num_channels: 40"))
+    ckpt = random_checkpoint(wide, tmp_path / "wide.safetensors", seed=3)
+    threads = str(torch.get_num_threads())
+    nets = compare_member.load_networks("ab", [("b", ckpt, wide)], threads)
+    (index, net), = nets.candidates
+    assert index == 1 and net.loaded.model.first_conv.weight.shape[0] == 40
+    with pytest.raises(StemforgeError, match="wide.safetensors"):  # the member's own network cannot hold it
+        compare_member.load_networks("ab", [("b", ckpt, None)], threads)
+    other = tmp_path / "other.yaml"
+    other.write_text(wide.read_text().replace("num_overlap: 2", "num_overlap: 4"))
+    with pytest.raises(StemforgeError, match="another inference"):
+        compare_member.load_networks("ab", [("b", ckpt, other)], threads)
+
+
 def test_bag_members_must_separate_alike(members, tmp_path):
     other = tmp_path / "other.yaml"
     other.write_text(CONFIG.read_text().replace("num_overlap: 2", "num_overlap: 4"))
