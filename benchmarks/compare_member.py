@@ -72,7 +72,7 @@ def load_networks(model: str, pairs: list[tuple[str, Path, Path | None]], thread
     from stemforge.checkpoint import load_weights, read_state_dict
     from stemforge.engine.device import set_threads
     from stemforge.errors import StemforgeError
-    from stemforge.separator import Separator
+    from stemforge.separator import Separator, check_separates_alike
 
     set_threads(threads)
     entry = registry.get_model(model)
@@ -81,22 +81,18 @@ def load_networks(model: str, pairs: list[tuple[str, Path, Path | None]], thread
     def network(name: str) -> Separator:
         return Separator(name, precision="fp32", soft_mask=False)
 
+    bag = Separator(model, precision="fp32")
     candidates = []
     for member, path, config in pairs:
         if member not in names:
             raise StemforgeError(f"'{model}' has no member '{member}'; its members: {', '.join(names) or 'none'}")
         if config is not None:
             net = Separator(checkpoint=path, config=config, precision="fp32", soft_mask=False)
+            check_separates_alike(model, bag.loaded, net.loaded)
         else:
             net = network(member)
             load_weights(net.loaded.model, read_state_dict(path), path, registry.config_path(registry.get_model(member)))
         candidates.append((names.index(member), net))
-    bag = Separator(model, precision="fp32")
-    for (_, path, _), (_, net) in zip(pairs, candidates):
-        for what in ("audio", "inference", "stems"):
-            if getattr(net.config, what) != getattr(bag.config, what):
-                raise StemforgeError(f"candidate '{path}' has another {what} than '{model}' ({net.config.path} "
-                                     f"vs {bag.config.path}); a member must separate as the bag does")
     weights = bag.loaded.model.stem_weights.numpy()  # the StemBag's own [members, stems], normalized per stem
     return Networks(bag, [network(n) for n in names], weights, candidates)
 

@@ -76,13 +76,18 @@ def resolve_model(name: str | None, checkpoint: str | Path | None, config: str |
 def load_bag(name: str, members: list[LoadedModel], weights: list[list[float]]) -> LoadedModel:
     """One :class:`StemBag` of ``members``, which must share their config's audio and inference
     sections and stems (the bag separates with that config); ``weights: [members, stems]``."""
-    config = members[0].config
     for member in members[1:]:
-        for what in ("audio", "inference", "stems"):
-            if getattr(member.config, what) != getattr(config, what):
-                raise StemforgeError(f"bag '{name}': '{member.name}' has another {what} than '{members[0].name}' "
-                                     f"({member.config.path} vs {config.path}); members must separate alike")
-    return LoadedModel(name, config, StemBag([m.model for m in members], weights).eval())
+        check_separates_alike(name, members[0], member)
+    return LoadedModel(name, members[0].config, StemBag([m.model for m in members], weights).eval())
+
+
+def check_separates_alike(bag: str, first: LoadedModel, member: LoadedModel) -> None:
+    """Refuse ``member`` in ``bag`` unless its config has ``first``'s audio and inference settings and
+    stems: a bag separates every member with one config (one STFT, one chunking)."""
+    for what in ("audio", "inference", "stems"):
+        if getattr(member.config, what) != getattr(first.config, what):
+            raise StemforgeError(f"bag '{bag}': '{member.name}' has another {what} than '{first.name}' "
+                                 f"({member.config.path} vs {first.config.path}); members must separate alike")
 
 
 @dataclass(frozen=True)
