@@ -12,6 +12,7 @@ from stemforge.checkpoint import load_weights, read_state_dict
 from stemforge.config import load_config
 from stemforge.errors import StemforgeError
 from stemforge.models import MDX23C
+from stemforge.models.mdx23c import InstanceNorm
 
 from .conftest import REPO
 
@@ -31,6 +32,25 @@ def test_forward_matches_msst(msst_ref):
         y = model(x).numpy()
     assert y.shape == expected.shape
     assert np.abs(y - expected).max() < 1e-5
+
+
+def test_instance_norm_is_torchs_instance_norm():
+    """The group-norm kernel computes what nn.InstanceNorm2d(affine=True) does, gradients too, with its parameters."""
+    torch.manual_seed(0)
+    ours, ref = InstanceNorm(6), torch.nn.InstanceNorm2d(6, affine=True)
+    assert list(ours.state_dict()) == list(ref.state_dict()) == ["weight", "bias"]
+    with torch.no_grad():
+        ours.weight.uniform_(0.5, 2.0)
+        ours.bias.normal_()
+    ref.load_state_dict(ours.state_dict())
+    x = (3 * torch.randn(3, 6, 10, 14) + 1).requires_grad_()
+    y, y_ref = ours(x), ref(x)
+    assert (y - y_ref).abs().max() < 1e-5
+    g = torch.randn_like(y)
+    grads = torch.autograd.grad(y, [x, ours.weight, ours.bias], g)
+    grads_ref = torch.autograd.grad(y_ref, [x, ref.weight, ref.bias], g)
+    for a, b in zip(grads, grads_ref):
+        assert (a - b).abs().max() < 1e-4 * max(1.0, b.abs().max().item())
 
 
 def test_tiny_checkpoint_loads_strict_with_msst_names(msst_ref):
