@@ -16,7 +16,7 @@ from .engine import ChunkRunner, resolve_device, resolve_precision, separate_ten
 from .engine.allocator import keep_freed_memory
 from .engine.backends import BACKENDS, make_backend
 from .engine.batching import auto_batch_size, batch_cap
-from .engine.lanes import Lanes, resolve_lanes
+from .engine.lanes import Lanes, network_size, resolve_lanes
 from .engine.msst import separate_msst
 from .engine.soft_mask import SoftMaskedStream, soft_mask
 from .engine.tta import Mirrored
@@ -125,7 +125,7 @@ class Separator:
             ``stemforge export-onnx``, else the network is exported into the cache on first use).
         lanes: chunks run at once on their own CPU threads, each with ``torch.get_num_threads() //
             lanes`` threads (:mod:`stemforge.engine.lanes`); ``"auto"``: 2 for a network under 10 M
-            parameters on a CPU with 2+ threads, else 1.
+            parameters (a bag: its largest member) on a CPU with 2+ threads, else 1.
         soft_mask: run the soft-mask post-filter on the stems (:mod:`stemforge.engine.soft_mask`);
             ``None`` (default): as the config's ``inference.soft_mask`` says (on for the shipped models).
         tta: test-time augmentation: each chunk also runs with its channels swapped and its polarity
@@ -175,8 +175,8 @@ class Separator:
         self.loaded.model.to(self.device)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # every call has the same chunk shape: tune convolutions once
-        parameters = sum(p.numel() for p in self.loaded.model.parameters())
-        self.lanes, self.lane_threads = resolve_lanes(lanes, self.device, parameters=parameters)
+        self.lanes, self.lane_threads = resolve_lanes(lanes, self.device,
+                                                      parameters=network_size(self.loaded.model))
         net = make_backend(backend, self.loaded.model, self.device, onnx=onnx, chunk=self.config.chunk_size,
                            threads=self.lane_threads)
         self._check_onnx(net)

@@ -10,7 +10,7 @@ import torch
 
 from stemforge import Separator
 from stemforge.engine.batching import AdaptiveBatch
-from stemforge.engine.lanes import Lanes, resolve_lanes
+from stemforge.engine.lanes import Lanes, network_size, resolve_lanes
 from stemforge.errors import StemforgeError
 
 CPU = torch.device("cpu")
@@ -71,6 +71,21 @@ def test_resolve_lanes():
     for bad in ("0", "two", -1):
         with pytest.raises(StemforgeError, match="--lanes"):
             resolve_lanes(bad, CPU, threads=2)
+
+
+def test_a_bag_of_small_networks_gets_lanes_like_a_small_network():
+    """A bag runs its members one after another: its largest member, not its total, sets the lanes."""
+    from stemforge.models import MDX23C, StemBag
+
+    tiny = dict(stems=2, n_fft=256, hop_length=64, dim_f=128, num_scales=2, num_blocks_per_scale=1)
+    small, wide = MDX23C(**tiny, num_channels=8, growth=8), MDX23C(**tiny, num_channels=16, growth=16)
+    bag = StemBag([small, wide, small], [[1, 0], [1, 1], [0, 1]])
+    assert network_size(bag) == network_size(wide) == sum(p.numel() for p in wide.parameters())
+    assert network_size(bag) < sum(p.numel() for p in bag.parameters())
+    from stemforge.separator import resolve_model
+
+    shipped = resolve_model("default", None, None).model  # four networks of 1.6-6.3 M parameters, 18 M in all
+    assert resolve_lanes("auto", CPU, threads=2, parameters=network_size(shipped)) == (2, 1)
 
 
 def test_two_lanes_separate_like_one(tiny_paths, tmp_path):

@@ -46,6 +46,15 @@ def resolve_lanes(lanes: int | str, device: torch.device, threads: int | None = 
     return n, max(1, threads // n)
 
 
+def network_size(model: torch.nn.Module) -> int:
+    """Parameters of the largest network that one call runs: a bag's members
+    (:class:`~stemforge.models.StemBag`) run one after another, so a bag of small networks is small."""
+    members = getattr(model, "members", None)
+    if members is not None:
+        return max(network_size(m) for m in members)
+    return sum(p.numel() for p in model.parameters())
+
+
 class Lanes:
     """Callable ``chunks: [B, C, chunk] -> [B, stems, C, chunk]``: ``run`` on up to ``lanes`` parts at once.
 
