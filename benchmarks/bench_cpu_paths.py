@@ -16,7 +16,6 @@ with its ratio to the first row. The stems of every row are compared with the fi
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from common import replace_section
+from common import cpu_name, replace_section
 from stemforge import Separator
 from stemforge.models.mdx23c import InstanceNorm
 
@@ -64,19 +63,6 @@ def measure(model: str, seconds: float, repeats: int) -> list[dict]:
     return [dict(model=model, norm=norm, lanes=lanes, rtf=statistics.median(t), ratio=base / statistics.median(t),
                  diff=float(np.abs(out - outs[0]).max()), peak=float(np.abs(outs[0]).max()))
             for (norm, lanes), t, out in zip(ROWS, times, outs)]
-
-
-def cpu_name() -> str:
-    """The CPU's model name and its widest vector units (what fp32 and bf16 convolutions run on)."""
-    try:
-        info = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return platform.processor() or platform.machine()
-    name = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), platform.machine())
-    flags = set(next((line.split(":", 1)[1].split() for line in info if line.startswith("flags")), []))
-    units = [label for flag, label in (("avx512f", "AVX-512"), ("avx512_bf16", "AVX512-BF16"), ("amx_bf16", "AMX"))
-             if flag in flags] or (["AVX2, no AVX-512"] if "avx2" in flags else [])
-    return f"{name} ({', '.join(units)})" if units else name
 
 
 def main() -> None:

@@ -1,7 +1,8 @@
-"""Helpers shared by the benchmark scripts: FLOP counts, the GEMM ceiling, BENCHMARKS.md sections."""
+"""Helpers shared by the benchmark scripts: FLOP counts, the GEMM ceiling, the CPU's name, BENCHMARKS.md sections."""
 
 from __future__ import annotations
 
+import platform
 import time
 from pathlib import Path
 
@@ -36,6 +37,19 @@ def gemm_gflops(threads: int) -> float:
         a @ a
         times.append(time.perf_counter() - t)
     return 2 * 2048**3 / min(times) / 1e9
+
+
+def cpu_name() -> str:
+    """The CPU's model name and its widest vector units (what fp32 and bf16 convolutions run on)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor() or platform.machine()
+    name = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), platform.machine())
+    flags = set(next((line.split(":", 1)[1].split() for line in info if line.startswith("flags")), []))
+    units = [label for flag, label in (("avx512f", "AVX-512"), ("avx512_bf16", "AVX512-BF16"), ("amx_bf16", "AMX"))
+             if flag in flags] or (["AVX2, no AVX-512"] if "avx2" in flags else [])
+    return f"{name} ({', '.join(units)})" if units else name
 
 
 def replace_section(path: Path, key: str, body: str) -> None:
