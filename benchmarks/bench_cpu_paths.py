@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from common import cpu_name, replace_section
+from common import cpu_label, replace_section
 from stemforge import Separator
 from stemforge.models.mdx23c import InstanceNorm
 
@@ -77,7 +77,7 @@ def main() -> None:
     lines = [
         "### CPU fast paths: the instance norm kernel and lanes for a bag (fp32, overlap 2, soft mask on)",
         "",
-        f"Machine: {cpu_name()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}. Command: "
+        f"Machine: {cpu_label()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}. Command: "
         f"`python benchmarks/bench_cpu_paths.py --models {' '.join(args.models)} --seconds {args.seconds:g} "
         f"--repeats {args.repeats}` ({args.seconds:g} s clip, median of {args.repeats}, rows taking turns).",
         "",

@@ -1,8 +1,7 @@
-"""Helpers shared by the benchmark scripts: FLOP counts, the GEMM ceiling, the CPU's name, BENCHMARKS.md sections."""
+"""Helpers shared by the benchmark scripts: FLOP counts, the GEMM ceiling, the CPU and its vector units, BENCHMARKS.md sections."""
 
 from __future__ import annotations
 
-import platform
 import time
 from pathlib import Path
 
@@ -39,17 +38,19 @@ def gemm_gflops(threads: int) -> float:
     return 2 * 2048**3 / min(times) / 1e9
 
 
-def cpu_name() -> str:
-    """The CPU's model name and its widest vector units (what fp32 and bf16 convolutions run on)."""
+def cpu_label() -> str:
+    """``stemforge.engine.bench.cpu_name()`` with the CPU's widest vector units (what fp32 and bf16
+    convolutions run on), e.g. ``AMD EPYC (AVX2, no AVX-512)``."""
+    from stemforge.engine.bench import cpu_name
+    from stemforge.engine.precision import cpu_flags
+
     try:
-        info = Path("/proc/cpuinfo").read_text().splitlines()
+        flags = cpu_flags(Path("/proc/cpuinfo").read_text())
     except OSError:
-        return platform.processor() or platform.machine()
-    name = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), platform.machine())
-    flags = set(next((line.split(":", 1)[1].split() for line in info if line.startswith("flags")), []))
+        flags = set()
     units = [label for flag, label in (("avx512f", "AVX-512"), ("avx512_bf16", "AVX512-BF16"), ("amx_bf16", "AMX"))
              if flag in flags] or (["AVX2, no AVX-512"] if "avx2" in flags else [])
-    return f"{name} ({', '.join(units)})" if units else name
+    return f"{cpu_name()} ({', '.join(units)})" if units else cpu_name()
 
 
 def replace_section(path: Path, key: str, body: str) -> None:

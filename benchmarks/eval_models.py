@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import cpu_name, replace_section  # noqa: E402
+from common import cpu_label, replace_section  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SONG = ("vocals", "drums", "bass", "other")
@@ -297,7 +297,7 @@ def main() -> None:
               f"| precision | default | drums | default+drums (--drum-kit) | {BASE} |", "|---|---|---|---|---|"]
     lines += [f"| {name} | {r['song']:.3f} | {r['kit']:.3f} | {r['chain']:.3f} | {r['base']:.3f} |"
               for name, r in speeds.items()] + [""]
-    header = [f"Machine: {cpu_name()}, torch {torch.__version__}. "
+    header = [f"Machine: {cpu_label()}, torch {torch.__version__}. "
               f"Command: `python {' '.join([str(Path(__file__).relative_to(REPO))] + sys.argv[1:])}`.", ""]
     body = "\n".join(["<!-- eval:begin -->"] + header + lines + ["<!-- eval:end -->"])
     replace_section(args.out, "eval", body)

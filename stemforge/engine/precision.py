@@ -22,6 +22,11 @@ def cpu_has_native_bf16() -> bool:
     return bf16_pays_off(cpuinfo) or bool(getattr(cpu, "_is_amx_tile_supported", lambda: False)())
 
 
+def cpu_flags(cpuinfo: str) -> set[str]:
+    """The words of the ``flags`` lines of ``/proc/cpuinfo``'s text (``avx2``, ``avx512_bf16``, ``amx_bf16``...)."""
+    return {word for line in cpuinfo.splitlines() if line.startswith("flags") for word in line.split()}
+
+
 def bf16_pays_off(cpuinfo: str) -> bool:
     """From the text of ``/proc/cpuinfo``: AMX bf16 tiles (Intel), or AVX512-BF16 on an AMD CPU (Zen 4
     on, which runs it at full width).
@@ -31,7 +36,7 @@ def bf16_pays_off(cpuinfo: str) -> bool:
     0.169, BENCHMARKS.md). On an AMD EPYC (Zen 4) the shipped bags ran 1.31x as fast in bf16
     (`stemforge bench`: `default` 0.287 -> 0.219, `drums` 0.251 -> 0.192).
     """
-    flags = {word for line in cpuinfo.splitlines() if line.startswith("flags") for word in line.split()}
+    flags = cpu_flags(cpuinfo)
     return "amx_bf16" in flags or ("AuthenticAMD" in cpuinfo and "avx512_bf16" in flags)
 
 
