@@ -1,13 +1,10 @@
-"""Three CPU fast paths on the shipped bags, each against what it replaced, in one process.
+"""Two CPU fast paths on the shipped bags, each against what it replaced, in one process.
 
 * the instance norm: ``nn.InstanceNorm2d`` (``instance_norm``: ``batch_norm`` on a reshaped copy) against
   stemforge's :class:`~stemforge.models.mdx23c.InstanceNorm` (PyTorch's group-norm kernel, one group per
   channel: the same parameters and result);
 * lanes for a bag: one lane (what ``--lanes auto`` gave a bag whose members add up to 10 M parameters or
-  more) against two (``auto`` now judges a bag by its largest member, the network one call runs);
-* one packing for the bag: every member packing the spectrogram into channels and unpacking its own
-  output (a permuted copy of a spectrogram-sized tensor each) against one packed input for all, the
-  packed outputs summed and unpacked once (``StemBag.shared_packing``: the same numbers).
+  more) against two (``auto`` now judges a bag by its largest member, the network one call runs).
 
 Each row separates the same clip with ``Separator.separate_mix`` (fp32, the config's overlap, soft mask
 on, batch auto); the rows take turns, ``--repeats`` times, and the median real-time factor is reported
@@ -31,9 +28,7 @@ from common import cpu_label, replace_section
 from stemforge import Separator
 from stemforge.models.mdx23c import InstanceNorm
 
-ROWS = (("nn.InstanceNorm2d", 1, False), ("group-norm kernel", 1, False), ("group-norm kernel", 2, False),
-        ("group-norm kernel", 2, True))
-"""(instance norm, lanes, one packing for the bag) per row."""
+ROWS = (("nn.InstanceNorm2d", 1), ("group-norm kernel", 1), ("group-norm kernel", 2))
 
 
 def plain_instance_norm(model: nn.Module) -> nn.Module:
@@ -51,11 +46,10 @@ def plain_instance_norm(model: nn.Module) -> nn.Module:
 def measure(model: str, seconds: float, repeats: int) -> list[dict]:
     mix = (0.2 * np.random.default_rng(0).standard_normal((2, int(seconds * 44100)))).astype(np.float32)
     seps = []
-    for norm, lanes, shared in ROWS:
+    for norm, lanes in ROWS:
         sep = Separator(model, device="cpu", precision="fp32", lanes=lanes)
         if norm == "nn.InstanceNorm2d":
             plain_instance_norm(sep.loaded.model)
-        sep.loaded.model.shared_packing = shared
         sep.separate_mix(mix[:, : 4 * 44100])  # warm-up
         seps.append(sep)
     times: list[list[float]] = [[] for _ in ROWS]
@@ -66,10 +60,9 @@ def measure(model: str, seconds: float, repeats: int) -> list[dict]:
             outs[i] = sep.separate_mix(mix)
             times[i].append((time.perf_counter() - t) / seconds)
     base = statistics.median(times[0])
-    return [dict(model=model, norm=norm, lanes=lanes, shared="one" if shared else "per member",
-                 rtf=statistics.median(t), ratio=base / statistics.median(t),
+    return [dict(model=model, norm=norm, lanes=lanes, rtf=statistics.median(t), ratio=base / statistics.median(t),
                  diff=float(np.abs(out - outs[0]).max()), peak=float(np.abs(outs[0]).max()))
-            for (norm, lanes, shared), t, out in zip(ROWS, times, outs)]
+            for (norm, lanes), t, out in zip(ROWS, times, outs)]
 
 
 def main() -> None:
@@ -82,16 +75,16 @@ def main() -> None:
     torch.set_num_threads(2)
     rows = [row for model in args.models for row in measure(model, args.seconds, args.repeats)]
     lines = [
-        "### CPU fast paths: the instance norm kernel, lanes and one packing for a bag (fp32, overlap 2, soft mask on)",
+        "### CPU fast paths: the instance norm kernel and lanes for a bag (fp32, overlap 2, soft mask on)",
         "",
         f"Machine: {cpu_label()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}. Command: "
         f"`python benchmarks/bench_cpu_paths.py --models {' '.join(args.models)} --seconds {args.seconds:g} "
         f"--repeats {args.repeats}` ({args.seconds:g} s clip, median of {args.repeats}, rows taking turns).",
         "",
-        "| model | instance norm | lanes | packing | real-time factor | speed-up | max abs diff of the stems (peak) |",
-        "|---|---|---|---|---|---|---|",
+        "| model | instance norm | lanes | real-time factor | speed-up | max abs diff of the stems (peak) |",
+        "|---|---|---|---|---|---|",
     ]
-    lines += [f"| {r['model']} | {r['norm']} | {r['lanes']} | {r['shared']} | {r['rtf']:.3f} | {r['ratio']:.2f}x | "
+    lines += [f"| {r['model']} | {r['norm']} | {r['lanes']} | {r['rtf']:.3f} | {r['ratio']:.2f}x | "
               f"{r['diff']:.1e} ({r['peak']:.2f}) |" for r in rows]
     lines += ["", "The last row of each model is what `stemforge separate` runs now (`--lanes auto`); the first is what "
               "it ran before. The stems differ by float rounding only."]

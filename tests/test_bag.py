@@ -7,11 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from stemforge import registry
 from stemforge.errors import StemforgeError
-from stemforge.models import MDX23C, StemBag
 from stemforge.registry import BagMember, ModelEntry
 from stemforge.separator import Separator, load_bag, load_model, random_checkpoint
 
@@ -115,48 +113,6 @@ def test_compare_member_takes_a_wider_candidate_with_its_config(members, monkeyp
     other.write_text(wide.read_text().replace("num_overlap: 2", "num_overlap: 4"))
     with pytest.raises(StemforgeError, match="another inference"):
         compare_member.load_networks("ab", [("b", ckpt, other)], threads)
-
-
-TINY = {"stems": 4, "n_fft": 512, "hop_length": 128, "num_subbands": 4, "num_scales": 2, "num_channels": 8,
-        "growth": 8, "bottleneck_factor": 2, "num_blocks_per_scale": 1}
-BAG_WEIGHTS = [[1.0, 0.0, 1.0, 2.0], [1.0, 3.0, 0.0, 1.0]]
-
-
-def _by_hand(members: list[MDX23C], spec: torch.Tensor) -> torch.Tensor:
-    """Stem s of the bag: sum_m w[m, s] * member_m(spec)[:, s] / sum_m w[m, s]."""
-    w = torch.tensor(BAG_WEIGHTS)
-    w = (w / w.sum(0)).view(len(members), 1, -1, 1, 1, 1)
-    return sum(w[i] * m.net(spec) for i, m in enumerate(members))
-
-
-@pytest.mark.parametrize("cmx, dim_f", [(None, 256), (2, 250)])
-def test_members_that_pack_alike_are_packed_and_unpacked_once_with_the_same_stems(cmx, dim_f):
-    """Like default's bag: a network and a wider copy of it. The bag packs the spectrogram once, sums
-    the packed outputs and unpacks once; its stems are the per-member path's, bit for bit."""
-    torch.manual_seed(0)
-    members = [MDX23C(**TINY, dim_f=dim_f, cmx=cmx), MDX23C(**{**TINY, "num_channels": 12, "growth": 12}, dim_f=dim_f, cmx=cmx)]
-    bag = StemBag(members, BAG_WEIGHTS).eval()
-    assert bag.shared_packing
-    spec = bag.stft(0.3 * torch.randn(2, 2, 128 * 159, generator=torch.Generator().manual_seed(1)))
-    with torch.no_grad():
-        shared = bag.net(spec)
-        bag.shared_packing = False
-        per_member = bag.net(spec)
-        expected = _by_hand(members, spec)
-    assert shared.shape == (2, 4, 4, dim_f, spec.shape[-1])
-    assert torch.equal(shared, per_member)
-    torch.testing.assert_close(shared, expected, rtol=1e-5, atol=1e-6)
-    assert shared.abs().max() > 1e-3
-
-
-def test_members_that_pack_apart_each_run_their_own_net():
-    torch.manual_seed(0)
-    members = [MDX23C(**TINY, dim_f=256), MDX23C(**TINY, dim_f=256, cmx=2)]
-    bag = StemBag(members, BAG_WEIGHTS).eval()
-    assert not bag.shared_packing
-    spec = bag.stft(0.3 * torch.randn(1, 2, 128 * 159, generator=torch.Generator().manual_seed(1)))
-    with torch.no_grad():
-        torch.testing.assert_close(bag.net(spec), _by_hand(members, spec), rtol=1e-5, atol=1e-6)
 
 
 def test_bag_members_must_separate_alike(members, tmp_path):

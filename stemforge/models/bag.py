@@ -49,8 +49,6 @@ class StemBag(nn.Module):
         self.members = nn.ModuleList(members)
         # not in the state_dict: the weights come from the registry, each member's file stays its own checkpoint
         self.register_buffer("stem_weights", w / w.sum(0), persistent=False)
-        packings = {member.packing() if hasattr(member, "packing") else None for member in members}
-        self.shared_packing = len(packings) == 1 and None not in packings
         for attr in SHARED:
             setattr(self, attr, getattr(first, attr))
 
@@ -68,24 +66,10 @@ class StemBag(nn.Module):
 
     def net(self, spec: torch.Tensor) -> torch.Tensor:
         """``spec: [B, C*2, dim_f, frames] -> [B, stems, C*2, dim_f, frames]`` in fp32: the weighted
-        sum of the members' outputs (each may run under autocast; the sum is accumulated in fp32).
-
-        Members that pack the spectrogram alike (:meth:`MDX23C.packing`) share one packed input and
-        their packed outputs are summed before one unpacking: the same numbers, without a
-        spectrogram-sized permuted copy per member in and out.
-        """
-        if self.shared_packing:
-            first, stems = self.members[0], self.num_stems
-            x = first.pack(spec)
-            out = self._weighted_sum(lambda member: _split_stems(member.core(x), stems))
-            return first.unpack(out.reshape(out.shape[0], -1, *out.shape[-2:]), spec.shape)
-        return self._weighted_sum(lambda member: member.net(spec))
-
-    def _weighted_sum(self, run) -> torch.Tensor:
-        """``sum_m weights[m, s] * run(member_m)[:, s]`` in fp32, for outputs ``[B, stems, ...3 dims]``."""
+        sum of the members' outputs (each may run under autocast; the sum is accumulated in fp32)."""
         out = None
         for member, weights in zip(self.members, self.stem_weights):
-            y = run(member).float()  # a copy only if the member ran in bf16/fp16
+            y = member.net(spec).float()  # a copy only if the member ran in bf16/fp16
             w = weights.view(1, -1, 1, 1, 1)
             out = y.mul_(w) if out is None else out.addcmul_(y, w)  # in place: no third spectrogram-sized buffer
             del y
@@ -94,9 +78,3 @@ class StemBag(nn.Module):
     def forward(self, mix: torch.Tensor) -> torch.Tensor:
         """``mix: [B, C, S] -> stems: [B, stems, C, S]``."""
         return self.istft(self.net(self.stft(mix)), mix.shape[-1])
-
-
-def _split_stems(x: torch.Tensor, stems: int) -> torch.Tensor:
-    """``[B, stems * c, H, W] -> [B, stems, c, H, W]`` (a view)."""
-    b, c, h, w = x.shape
-    return x.view(b, stems, c // stems, h, w)

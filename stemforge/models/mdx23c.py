@@ -10,10 +10,7 @@ steps the engine can run separately:
 * :meth:`MDX23C.istft` ``-> [B, stems, C, S]``                           (fp32)
 
 so that only the network runs in reduced precision, and so that the network
-alone can be exported to ONNX (``torch.istft`` cannot be). ``net`` is itself
-``unpack(core(pack(spec)))``: sub-bands and CMX tiles folded into channels, the
-U-Net, and back, so that a bag of networks that pack alike packs once and
-unpacks once (:class:`~stemforge.models.bag.StemBag`).
+alone can be exported to ONNX (``torch.istft`` cannot be).
 
 With ``cmx=r`` (off by default) the network folds every ``r x r`` tile of the sub-band
 spectrogram into channels (:mod:`stemforge.models.cmx`) and runs on ``r*r`` times fewer
@@ -305,21 +302,14 @@ class MDX23C(nn.Module):
 
     def net(self, spec: torch.Tensor) -> torch.Tensor:
         """``spec: [B, C*2, dim_f, frames] -> [B, stems, C*2, dim_f, frames]``."""
-        return self.unpack(self.core(self.pack(spec)), spec.shape)
-
-    def pack(self, spec: torch.Tensor) -> torch.Tensor:
-        """``spec: [B, C*2, dim_f, frames] -> x: [B, C*2*k*r*r, F'/r, T'/r]``: sub-bands (and CMX tiles) to channels."""
-        f_in = spec.shape[-2]
+        b, _, f_in, t = spec.shape
         k = self.num_subbands
         if self.cmx is not None:
             spec = nn.functional.pad(spec, (0, 0, 0, cmx_ops.round_up(f_in, k) - f_in))
         x = _bands_to_channels(spec, k)  # [B, C*2*k, dim_f/k, T]
+        band_size = x.shape[-2:]
         if self.cmx is not None:
             x = cmx_ops.space_to_depth(x, self.cmx, self._multiples())  # [B, C*2*k*r*r, F'/r, T'/r]
-        return x
-
-    def core(self, x: torch.Tensor) -> torch.Tensor:
-        """The U-Net on packed input: ``x: [B, C*2*k*r*r, F, T] -> [B, stems*C*2*k*r*r, F, T]``."""
         mix = x
         first = x = self.first_conv(x)
         x = x.transpose(-1, -2)  # [B, c, T, F]: TDF linears act on frequency
@@ -333,25 +323,11 @@ class MDX23C(nn.Module):
             x = level.upscale(x)
             x = level.tfc_tdf(torch.cat([x, skips.pop()], 1))
         x = x.transpose(-1, -2) * first  # multiplicative skip ("reduce artifacts")
-        return self.final_conv(torch.cat([mix, x], 1))
-
-    def unpack(self, x: torch.Tensor, spec_shape: torch.Size) -> torch.Tensor:
-        """Inverse of :meth:`pack` per stem: ``x: [B, stems*C*2*k*r*r, F'/r, T'/r] -> [B, stems, C*2, dim_f, frames]``.
-
-        ``spec_shape`` is the shape of the spectrogram that was packed, ``[B, C*2, dim_f, frames]``.
-        """
-        b, _, f_in, t = spec_shape
-        k = self.num_subbands
+        x = self.final_conv(torch.cat([mix, x], 1))
         if self.cmx is not None:
-            band_size = (cmx_ops.round_up(f_in, k) // k, t)
             x = cmx_ops.depth_to_space(x, self.cmx, band_size)
         x = _channels_to_bands(x, k)[..., :f_in, :]
         return x.reshape(b, self.num_stems, -1, f_in, t)
-
-    def packing(self) -> tuple:
-        """What fixes :meth:`pack`'s layout: networks with equal packings read and write the same packed tensors."""
-        return (type(self), self.n_fft, self.hop_length, self.dim_f, self.audio_channels, self.num_subbands,
-                self.cmx, self.scale, self.num_scales, self.num_stems)
 
     def forward(self, mix: torch.Tensor) -> torch.Tensor:
         """``mix: [B, C, S] -> stems: [B, stems, C, S]`` (same as MSST's forward)."""
