@@ -19,7 +19,8 @@ the bag with its soft mask. Four candidates cost two bags' time, not eight.
 Inputs (any number of each):
 
 * ``--views DIR``: folders of songs in the MUSDB layout whose ``mixture.wav`` is what the model takes
-  (drum views: a drum stem and its pieces);
+  (drum views: a drum stem and its pieces), or NI ``NAME.stem.mp4`` files (MUSDB18: streams mixture,
+  drums, bass, other, vocals), read stream by stream, e.g. ``../shared/data/dev/*.stem.mp4``;
 * ``--songs DIR``: full songs, of which ``--input`` (default ``drums.wav``) is fed to the model;
 * ``--stemgmd DIR``: StemGMD clips (``*_MIX.mp3`` with ``*_PIECE_true.mp3``), as in ``eval_models.py``.
 
@@ -38,7 +39,7 @@ import argparse
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -50,6 +51,13 @@ if TYPE_CHECKING:
 
 REPO = Path(__file__).resolve().parents[1]
 TIE_DB = 0.005
+
+
+class Audio(NamedTuple):
+    """One audio stream of a file: ``stream`` indexes its audio streams (a ``.stem.mp4`` holds five)."""
+
+    path: Path
+    stream: int = 0
 
 
 @dataclass
@@ -97,15 +105,26 @@ def load_networks(model: str, pairs: list[tuple[str, Path, Path | None]], thread
     return Networks(bag, [network(n) for n in names], weights, candidates)
 
 
-def inputs(args) -> list[tuple[str, list[tuple[str, Path, dict[str, Path]]]]]:
-    """``[(set name, [(song, input file, {stem: reference file})])]`` for every folder given."""
-    folders = [(f, "mixture.wav") for f in args.views or []] + [(f, args.input) for f in args.songs or []]
+def inputs(args) -> list[tuple[str, list[tuple[str, Audio, dict[str, Audio]]]]]:
+    """``[(set name, [(song, input, {stem: reference})])]`` for every folder or ``.stem.mp4`` given."""
+    from stemforge.train.tracks import STEM_MP4_STREAMS
+
     sets = []
-    for folder, name in folders:
+    for view in args.views or []:
+        if view.name.endswith(".stem.mp4"):
+            missing = [t for t in args.stems if t not in STEM_MP4_STREAMS]
+            if missing:
+                raise SystemExit(f"'{view}' holds {', '.join(STEM_MP4_STREAMS)}; it has no stem {', '.join(missing)}")
+            song = view.name[: -len(".stem.mp4")]
+            refs = {t: Audio(view, STEM_MP4_STREAMS.index(t)) for t in args.stems}
+            sets.append((song, [(song, Audio(view, STEM_MP4_STREAMS.index("mixture")), refs)]))
+    folders = [(f, "mixture.wav") for f in args.views or [] if not f.name.endswith(".stem.mp4")]
+    for folder, name in folders + [(f, args.input) for f in args.songs or []]:
         songs = sorted(p for p in folder.iterdir() if (p / name).exists())
-        sets.append((folder.name, [(s.name, s / name, {t: s / f"{t}.wav" for t in args.stems}) for s in songs]))
+        sets.append((folder.name, [(s.name, Audio(s / name), {t: Audio(s / f"{t}.wav") for t in args.stems})
+                                   for s in songs]))
     if args.stemgmd:
-        sets.append(("StemGMD", [(kit.name, mix, {t: true[t] for t in args.stems})
+        sets.append(("StemGMD", [(kit.name, Audio(mix), {t: Audio(true[t]) for t in args.stems})
                                  for kit, mix, true, _ in stemgmd_clips(args.stemgmd)]))
     return sets
 
@@ -121,9 +140,9 @@ def compare(nets: Networks, songs, rate: int) -> list[dict[str, dict[str, list[f
     from stemforge.audio import load_audio
 
     out: list[dict[str, dict[str, list[float]]]] = [{} for _ in nets.candidates]
-    for name, path, refs in songs:
-        x = load_audio(path, rate)
-        truth = {s: load_audio(p, rate) for s, p in refs.items()}
+    for name, source, refs in songs:
+        x = load_audio(source.path, rate, stream=source.stream)
+        truth = {s: load_audio(a.path, rate, stream=a.stream) for s, a in refs.items()}
         raw = [m.separate_mix(x) for m in nets.members]
         shipped = score(truth, dict(zip(nets.bag.stems, nets.bag.post_filter(x, mixed(raw, nets.weights)))), x)
         line = []
@@ -163,7 +182,8 @@ def main() -> None:
     p.add_argument("--candidate-config", type=Path, nargs="+",
                    help="the candidates' YAMLs, in --candidate's order, where a candidate is another network "
                         "than its member's (e.g. wider; the stems, STFT and inference settings must match)")
-    p.add_argument("--views", type=Path, nargs="+", help="MUSDB-layout folders whose mixture.wav is the input")
+    p.add_argument("--views", type=Path, nargs="+",
+                   help="MUSDB-layout folders whose mixture.wav is the input, or .stem.mp4 files (MUSDB18)")
     p.add_argument("--songs", type=Path, nargs="+", help="MUSDB-layout folders of full songs; --input is the input")
     p.add_argument("--input", default="drums.wav", help="the input WAV in --songs folders (default: drums.wav)")
     p.add_argument("--stemgmd", type=Path, help="StemGMD clips (as in ../shared/data/dev/stemgmd)")

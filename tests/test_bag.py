@@ -13,6 +13,8 @@ from stemforge.errors import StemforgeError
 from stemforge.registry import BagMember, ModelEntry
 from stemforge.separator import Separator, load_bag, load_model, random_checkpoint
 
+from .conftest import DEV_DATA
+
 CONFIG = Path(registry.PACKAGE_DIR) / "configs" / "default.yaml"
 STEMS = ("vocals", "bass", "drums", "other")
 
@@ -89,16 +91,9 @@ def test_the_post_filter_on_the_members_raw_estimates_is_the_bag_as_users_run_it
 def test_compare_member_takes_a_wider_candidate_with_its_config(members, monkeypatch, tmp_path):
     """benchmarks/compare_member.py --candidate-config: a wider network stands in for a member; one whose
     config separates otherwise (here: another overlap) is refused, as a bag would refuse it."""
-    import importlib.util
-    import sys
-
     import torch
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "compare_member.py"
-    spec = importlib.util.spec_from_file_location("compare_member", path)
-    compare_member = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "compare_member", compare_member)  # for its dataclass
-    spec.loader.exec_module(compare_member)
+    compare_member = _compare_member(monkeypatch)
     monkeypatch.setattr(registry, "load_registry", lambda path=None: _bag_of(members))
     wide = tmp_path / "wide.yaml"
     wide.write_text(CONFIG.read_text().replace("num_channels: 32", "num_channels: 40"))
@@ -113,6 +108,47 @@ def test_compare_member_takes_a_wider_candidate_with_its_config(members, monkeyp
     other.write_text(wide.read_text().replace("num_overlap: 2", "num_overlap: 4"))
     with pytest.raises(StemforgeError, match="another inference"):
         compare_member.load_networks("ab", [("b", ckpt, other)], threads)
+
+
+def test_compare_member_reads_a_stem_mp4_stream_by_stream_beside_folders(monkeypatch, tmp_path):
+    """benchmarks/compare_member.py --views: a MUSDB18 ``.stem.mp4`` is a song whose input is its mixture
+    stream and whose references are its stem streams; a folder view is read as before."""
+    import argparse
+
+    from stemforge.audio import load_audio, save_audio
+
+    clip = DEV_DATA / "Music Delta - 80s Rock.stem.mp4"
+    if not clip.is_file():
+        pytest.skip("MUSDB sample not available")
+    compare_member = _compare_member(monkeypatch)
+    song = tmp_path / "view" / "song"
+    song.mkdir(parents=True)
+    for name in ("mixture", *STEMS):
+        save_audio(song / f"{name}.wav", np.zeros((2, 1000), np.float32), 44100)
+    args = argparse.Namespace(views=[clip, song.parent], songs=None, stemgmd=None, stems=STEMS, input="drums.wav")
+    (mp4_set, ((name, source, refs),)), (folder_set, folder_songs) = compare_member.inputs(args)
+    assert mp4_set == name == "Music Delta - 80s Rock" and source == (clip, 0)
+    assert {s: a.stream for s, a in refs.items()} == {"vocals": 4, "bass": 2, "drums": 1, "other": 3}
+    vocals = load_audio(refs["vocals"].path, 44100, stream=refs["vocals"].stream)
+    assert not np.allclose(vocals, load_audio(clip, 44100)[:, : vocals.shape[1]], atol=1e-3)  # not the mixture
+    assert folder_set == "view" and folder_songs == [("song", (song / "mixture.wav", 0),
+                                                      {s: (song / f"{s}.wav", 0) for s in STEMS})]
+    args.stems = ("vocals", "kick")
+    with pytest.raises(SystemExit, match="has no stem kick"):
+        compare_member.inputs(args)
+
+
+def _compare_member(monkeypatch):
+    """benchmarks/compare_member.py as a module."""
+    import importlib.util
+    import sys
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "compare_member.py"
+    spec = importlib.util.spec_from_file_location("compare_member", path)
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "compare_member", module)  # for its dataclass
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_bag_members_must_separate_alike(members, tmp_path):
