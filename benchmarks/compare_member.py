@@ -107,18 +107,20 @@ def load_networks(model: str, pairs: list[tuple[str, Path, Path | None]], thread
 
 def inputs(args) -> list[tuple[str, list[tuple[str, Audio, dict[str, Audio]]]]]:
     """``[(set name, [(song, input, {stem: reference})])]`` for every folder or ``.stem.mp4`` given."""
-    from stemforge.train.tracks import STEM_MP4_STREAMS
+    from stemforge.errors import StemforgeError
+    from stemforge.train.tracks import stem_mp4_streams
 
-    sets = []
+    sets, folders = [], []
     for view in args.views or []:
-        if view.name.endswith(".stem.mp4"):
-            missing = [t for t in args.stems if t not in STEM_MP4_STREAMS]
-            if missing:
-                raise SystemExit(f"'{view}' holds {', '.join(STEM_MP4_STREAMS)}; it has no stem {', '.join(missing)}")
-            song = view.name[: -len(".stem.mp4")]
-            refs = {t: Audio(view, STEM_MP4_STREAMS.index(t)) for t in args.stems}
-            sets.append((song, [(song, Audio(view, STEM_MP4_STREAMS.index("mixture")), refs)]))
-    folders = [(f, "mixture.wav") for f in args.views or [] if not f.name.endswith(".stem.mp4")]
+        if not view.name.endswith(".stem.mp4"):
+            folders.append((view, "mixture.wav"))
+            continue
+        try:
+            song, streams = stem_mp4_streams(view, tuple(args.stems))
+        except StemforgeError as e:
+            raise SystemExit(str(e)) from None
+        refs = {t: Audio(view, streams[t]) for t in args.stems}
+        sets.append((song, [(song, Audio(view, streams["mixture"]), refs)]))
     for folder, name in folders + [(f, args.input) for f in args.songs or []]:
         songs = sorted(p for p in folder.iterdir() if (p / name).exists())
         sets.append((folder.name, [(s.name, Audio(s / name), {t: Audio(s / f"{t}.wav") for t in args.stems})

@@ -73,13 +73,18 @@ def _folder_track(folder: Path, stems: tuple[str, ...], rate: int, cache: Path) 
     return _track(folder.name, files)
 
 
-def _stem_mp4_track(path: Path, stems: tuple[str, ...], rate: int, cache: Path) -> Track:
+def stem_mp4_streams(path: Path, stems: tuple[str, ...]) -> tuple[str, dict[str, int]]:
+    """The track name of an NI ``NAME.stem.mp4`` and ``{stem: audio stream index}`` for ``mixture`` and
+    ``stems``; a stem the format does not hold is an error naming the file."""
     missing = [s for s in stems if s not in STEM_MP4_STREAMS]
     if missing:
         raise StemforgeError(f"'{path}' holds {', '.join(STEM_MP4_STREAMS)}; it has no stem {', '.join(missing)}")
-    name = path.name[: -len(".stem.mp4")]
-    files = {s: _cached(path, STEM_MP4_STREAMS.index(s), rate, cache / name, s) for s in ("mixture", *stems)}
-    return _track(name, files)
+    return path.name[: -len(".stem.mp4")], {s: STEM_MP4_STREAMS.index(s) for s in ("mixture", *stems)}
+
+
+def _stem_mp4_track(path: Path, stems: tuple[str, ...], rate: int, cache: Path) -> Track:
+    name, streams = stem_mp4_streams(path, stems)
+    return _track(name, {s: _cached(path, i, rate, cache / name, s) for s, i in streams.items()})
 
 
 def _track(name: str, files: dict[str, Path]) -> Track:
