@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import fractions
+import os
 from pathlib import Path
 
 import av
@@ -372,6 +373,26 @@ def test_failed_overwrite_keeps_previous_file(tmp_path, monkeypatch):
         save_audio(path, music(0.2, seed=1), SR)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["x.wav"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_atomic_write_gives_the_umask_mode(tmp_path, umask):
+    """A weights file saved through atomic_write is readable as any new file is (safetensors alone
+    writes 0o600), and a private umask is kept."""
+    from safetensors.torch import save_file
+    import torch
+
+    from stemforge.audio import atomic_write
+
+    old = os.umask(umask)
+    try:
+        with atomic_write(tmp_path / "w.safetensors") as tmp:
+            save_file({"w": torch.zeros(2)}, str(tmp))
+        save_audio(tmp_path / "x.wav", music(0.1), SR)
+    finally:
+        os.umask(old)
+    for name in ("w.safetensors", "x.wav"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 # --- real MUSDB sample ---------------------------------------------------------------------

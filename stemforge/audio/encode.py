@@ -83,7 +83,8 @@ def atomic_write(path: str | Path) -> Iterator[Path]:
     """Yield a temp path next to `path`; on success move it onto `path`, on any error delete it.
 
     The temp file is `.<name>.tmp-<random><suffix>` in the same directory, so `os.replace`
-    is atomic. Parent directories are created.
+    is atomic. Parent directories are created. The file ends with the mode `open()` gives a new
+    file (0o666 less the umask), whatever the writer chose: safetensors, for one, writes 0o600.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -91,6 +92,7 @@ def atomic_write(path: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         _fsync(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -134,6 +136,20 @@ def _write(tmp: Path, audio: np.ndarray, sample_rate: int, fmt: str, subtype: st
                  compression_level=_mp3_level(bitrate), bitrate_mode="CONSTANT")
     else:
         sf.write(str(tmp), data, sample_rate, format=FORMATS[fmt], subtype=subtype)
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux shows it (a set-and-restore
+    through `os.umask` would briefly give other threads' new files the wrong mode)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _fsync(path: Path) -> None:
