@@ -10,7 +10,6 @@ WAV/FLAC at the model's rate are read in place, segment by segment. Anything els
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,14 +92,12 @@ def _track(name: str, files: dict[str, Path]) -> Track:
 
 def _cached(source: Path, stream: int, rate: int, folder: Path, stem: str | None = None) -> Path:
     """Decode ``source`` (one stream) at ``rate`` into ``folder/STEM.wav`` once; reuse it afterwards."""
-    from ..audio import load_audio
+    from ..audio import atomic_write, load_audio
 
     target = folder / f"{stem or source.stem}.wav"
     if target.is_file() and target.stat().st_mtime >= source.stat().st_mtime:
         return target
     audio = load_audio(source, sample_rate=rate, channels=2, stream=stream)
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp.wav")
-    sf.write(str(tmp), audio.T, rate, subtype="FLOAT")
-    os.replace(tmp, target)
+    with atomic_write(target) as tmp:
+        sf.write(str(tmp), audio.T, rate, subtype="FLOAT")
     return target
