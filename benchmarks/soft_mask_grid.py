@@ -4,7 +4,8 @@ Each song of each ``--valid`` folder (MUSDB layout) is separated once with the f
 setting ``POWER:N_FFT:MAX_GAIN`` (``MAX_GAIN`` ``none`` for no cap) is then applied to those stems,
 which equals separating with it on (``tests/test_soft_mask.py``); ``:sBLOCK`` after a setting runs
 the spatial (multichannel) filter over blocks of ``BLOCK`` frames, ``:sBLOCK@STEM,STEM`` on those
-stems only. Global SDR per stem, mean over the songs of a folder, then over the folders. This is
+stems only; ``:kSHARE`` (every stem) or ``:kSTEM=SHARE,STEM=SHARE`` blends that share of the
+network's own estimate back in (``inference.soft_mask_keep``). Global SDR per stem, mean over the songs of a folder, then over the folders. This is
 how the shipped configs' settings were chosen: on the validation songs only, never on the held-out
 ones.
 
@@ -29,22 +30,31 @@ REPO = Path(__file__).resolve().parents[1]
 
 def parse_setting(text: str, stems: tuple[str, ...]):
     """``POWER:N_FFT:MAX_GAIN``, then ``:sBLOCK`` for the spatial filter over blocks of ``BLOCK`` frames
-    on every stem, or ``:sBLOCK@STEM,STEM`` on those stems only."""
+    on every stem, or ``:sBLOCK@STEM,STEM`` on those stems only; then ``:kSHARE`` or
+    ``:kSTEM=SHARE,...`` for the share of the network's estimate kept."""
     from stemforge.engine.soft_mask import SoftMask
 
     power, n_fft, cap, *rest = text.split(":")
-    spatial, block = False, SoftMask.spatial_block
-    if rest:
-        block_text, _, names = rest[0].removeprefix("s").partition("@")
-        block, spatial = int(block_text), tuple(stems.index(n) for n in names.split(",")) if names else True
-    return SoftMask(float(power), int(n_fft), None if cap == "none" else float(cap), spatial, block)
+    spatial, block, keep = False, SoftMask.spatial_block, None
+    for part in rest:
+        if part.startswith("s"):
+            block_text, _, names = part[1:].partition("@")
+            block, spatial = int(block_text), tuple(stems.index(n) for n in names.split(",")) if names else True
+        elif part.startswith("k") and "=" in part:
+            shares = dict(item.split("=") for item in part[1:].split(","))
+            keep = tuple(float(shares.get(s, 0)) for s in stems)
+        elif part.startswith("k"):
+            keep = (float(part[1:]),) * len(stems)
+        else:
+            raise SystemExit(f"setting {text!r}: {part!r} is neither sBLOCK[@STEMS] nor kSHARE / kSTEM=SHARE,...")
+    return SoftMask(float(power), int(n_fft), None if cap == "none" else float(cap), spatial, block, keep)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="registered model name")
     p.add_argument("--valid", type=Path, nargs="+", required=True, help="validation folders (MUSDB layout)")
-    p.add_argument("--settings", nargs="+", required=True, metavar="POWER:N_FFT:MAX_GAIN[:sBLOCK[@STEM,...]]")
+    p.add_argument("--settings", nargs="+", required=True, metavar="POWER:N_FFT:MAX_GAIN[:sBLOCK[@STEM,...]][:kSHARE|:kSTEM=SHARE,...]")
     p.add_argument("--threads", default="2")
     p.add_argument("--out", type=Path, default=REPO / "MODELS.md")
     args = p.parse_args()
@@ -78,7 +88,7 @@ def main() -> None:
     lines = [f"<!-- soft_mask_{args.model}:begin -->",
              f"Machine: {platform.processor() or platform.machine()}, torch {torch.__version__}. Command: "
              f"`python {' '.join([str(Path(__file__).relative_to(REPO))] + sys.argv[1:])}`.", "",
-             f"**Soft mask on `{args.model}`: setting power:n_fft:max_gain[:s spatial block], SDR (dB) on the "
+             f"**Soft mask on `{args.model}`: setting power:n_fft:max_gain[:s spatial block][:k shares kept], SDR (dB) on the "
              "validation songs**", "",
              "| setting | " + " | ".join(f"{f} {s}" for f, s in columns) + " | mean |",
              "|---" * (len(columns) + 2) + "|"]

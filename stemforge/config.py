@@ -77,6 +77,9 @@ class InferenceConfig:
     ``true`` for every stem, or a list of the stems that are (the others keep the ratio mask)."""
     soft_mask_spatial_block: int = 64
     """STFT frames per block; a stem's stereo image is taken over its block and the two beside it."""
+    soft_mask_keep: float | dict[str, float] = 0.0
+    """The share of the network's own estimate blended back into the filter's output: one number for
+    every stem, or ``{stem: share}`` (stems left out: 0)."""
 
 
 @dataclass(frozen=True)
@@ -121,7 +124,23 @@ class ModelConfig:
         elif not isinstance(spatial, bool):
             raise ValueError(f"soft_mask_spatial must be true, false or a list of stems, got {spatial!r}")
         return SoftMask(inference.soft_mask_power, inference.soft_mask_n_fft, inference.soft_mask_max_gain,
-                        spatial, inference.soft_mask_spatial_block)
+                        spatial, inference.soft_mask_spatial_block, self._soft_mask_keep())
+
+    def _soft_mask_keep(self) -> tuple[float, ...] | None:
+        """``inference.soft_mask_keep`` as one share per stem, in stem order (``None``: keep nothing)."""
+        keep = self.inference.soft_mask_keep
+        if isinstance(keep, dict):
+            unknown = [s for s in keep if s not in self.stems]
+            if unknown:
+                raise ValueError(f"soft_mask_keep names {unknown}, which are not among the stems {list(self.stems)}")
+            shares = [keep.get(s, 0.0) for s in self.stems]
+        elif isinstance(keep, (int, float)) and not isinstance(keep, bool):
+            shares = [keep] * len(self.stems)
+        else:
+            raise ValueError(f"soft_mask_keep must be a number or a mapping of stems to numbers, got {keep!r}")
+        if not all(isinstance(k, (int, float)) and not isinstance(k, bool) for k in shares):
+            raise ValueError(f"soft_mask_keep must be a number or a mapping of stems to numbers, got {keep!r}")
+        return tuple(float(k) for k in shares) if any(shares) else None
 
 
 def _section(cls, data: Any, name: str, where: str):

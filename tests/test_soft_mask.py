@@ -11,8 +11,8 @@ import torch
 from stemforge import Separator
 from stemforge.cli import main
 from stemforge.config import parse_config, read_yaml
-from stemforge.engine.soft_mask import (SoftMask, SoftMaskStream, mask_spectra, soft_mask, spatial_covariance,
-                                        spatial_mask_spectra)
+from stemforge.engine.soft_mask import (SoftMask, SoftMaskStream, keep_estimates, mask_spectra, soft_mask,
+                                        spatial_covariance, spatial_mask_spectra)
 from stemforge.errors import StemforgeError
 
 
@@ -30,6 +30,8 @@ def reference(mix: torch.Tensor, stems: torch.Tensor, settings: SoftMask) -> tor
         around = lambda t: spatial_covariance(stem_spec[:, :, max(0, t - b) : t + 2 * b])  # noqa: E731
         masked = torch.cat([spatial_mask_spectra(mix_spec[:, t : t + b], stem_spec[:, :, t : t + b], around(t),
                                                  settings) for t in range(0, mix_spec.shape[1], b)], 2)
+    if settings.keep is not None:
+        masked = torch.stack([(1 - k) * m + k * s for k, m, s in zip(settings.keep, masked, stem_spec)])
     return torch.stack([torch.istft(m.transpose(-1, -2), length=mix.shape[-1], **kw) for m in masked])
 
 
@@ -43,8 +45,10 @@ def _track(length: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 SETTINGS = [SoftMask(1.0, 256, None), SoftMask(1.5, 512, 2.0), SoftMask(2.0, 128, 1.0),
             SoftMask(1.25, 256, None, spatial=True, spatial_block=3),
             SoftMask(1.5, 128, 1.5, spatial=True, spatial_block=8),
-            SoftMask(1.5, 128, 1.5, spatial=(0, 2), spatial_block=8)]
-IDS = ["p1", "p1.5-cap2", "p2-cap1", "spatial-3", "spatial-8-cap1.5", "spatial-2-of-3"]
+            SoftMask(1.5, 128, 1.5, spatial=(0, 2), spatial_block=8),
+            SoftMask(1.25, 256, None, keep=(0.3, 0.0, 1.0)),
+            SoftMask(1.25, 256, None, spatial=True, spatial_block=3, keep=(0.1, 0.4, 0.2))]
+IDS = ["p1", "p1.5-cap2", "p2-cap1", "spatial-3", "spatial-8-cap1.5", "spatial-2-of-3", "keep", "spatial-3-keep"]
 
 
 @pytest.mark.parametrize("settings", SETTINGS, ids=IDS)
@@ -147,6 +151,18 @@ def test_cap_keeps_every_bin_under_max_gain_times_the_estimate():
     torch.testing.assert_close(torch.angle(capped[capped.abs() > 0]), torch.angle(mix.expand_as(capped)[capped.abs() > 0]))
 
 
+@pytest.mark.parametrize("spatial", [False, True], ids=["ratio", "spatial"])
+def test_keep_blends_the_filtered_stems_with_the_networks(spatial):
+    mix, stems = _track(20_000, seed=3)
+    plain = SoftMask(1.25, 512, None, spatial=spatial, spatial_block=4)
+    filtered = soft_mask(mix, stems, plain)
+    kept = soft_mask(mix, stems, SoftMask(1.25, 512, None, spatial=spatial, spatial_block=4, keep=(0.0, 0.25, 1.0)))
+    assert torch.equal(kept[0], filtered[0])  # keep 0: the filter's stem, untouched
+    assert (kept[1] - (0.75 * filtered[1] + 0.25 * stems[1])).abs().max() <= 1e-5  # the blend of the signals
+    assert (kept[2] - stems[2]).abs().max() <= 1e-5  # keep 1: the network's estimate back
+    assert keep_estimates(filtered, stems, plain) is filtered  # nothing kept: no work
+
+
 def test_bad_settings_name_the_key(tmp_path, msst_ref):
     data = read_yaml(msst_ref / "mdx23c_tiny.yaml")
     for key, value, message in [("soft_mask_power", 0, "soft_mask_power must be > 0"),
@@ -154,7 +170,11 @@ def test_bad_settings_name_the_key(tmp_path, msst_ref):
                                 ("soft_mask_max_gain", 0.5, "soft_mask_max_gain must be >= 1"),
                                 ("soft_mask_spatial_block", 0, "soft_mask_spatial_block must be at least 1"),
                                 ("soft_mask_spatial", ["vocals", "kazoo"], r"soft_mask_spatial names \['kazoo'\]"),
-                                ("soft_mask_spatial", "yes", "soft_mask_spatial must be true, false or a list")]:
+                                ("soft_mask_spatial", "yes", "soft_mask_spatial must be true, false or a list"),
+                                ("soft_mask_keep", 1.5, "soft_mask_keep must be between 0 and 1"),
+                                ("soft_mask_keep", {"vocals": -0.1}, "soft_mask_keep must be between 0 and 1"),
+                                ("soft_mask_keep", {"kazoo": 0.2}, r"soft_mask_keep names \['kazoo'\]"),
+                                ("soft_mask_keep", "some", "soft_mask_keep must be a number or a mapping")]:
         bad = {**data, "inference": {**(data.get("inference") or {}), key: value}}
         with pytest.raises(StemforgeError, match=f"bad.yaml: inference.{message}"):
             parse_config(bad, "bad.yaml")

@@ -29,6 +29,12 @@ ratio mask ``M_j X``, and the stems then no longer sum to the mixture exactly. (
 of the validation songs the spatial filter gave the toms, hi-hat and cymbals what it took from the
 centred kick and snare, so ``drums`` names those three.)
 
+``keep`` then hands back part of each stem to the network: stem ``j`` comes out as
+``(1 - keep_j) * Y_j + keep_j * S_j``. The filter fixes the network's errors where the stems overlap
+but adds its own where a stem's estimate is already better than its share of the mixture; on the
+validation songs a blend of the two beat either, a different share per stem (MODELS.md). Done on
+the spectra, which equals the blend of the signals (the synthesis inverts the analysis).
+
 The STFT is its own (``n_fft``, hop ``n_fft / 4``, periodic Hann window, zero padding of
 ``n_fft / 2`` at both ends, as ``torch.stft(center=True, pad_mode="constant")``), not the network's:
 a longer window resolves the stems' harmonics better. :class:`SoftMaskStream` filters a track
@@ -60,6 +66,8 @@ class SoftMask:
     spatial: bool | tuple[int, ...] = False
     """Off, on for every stem, or on for the stems at these indices (the others: the ratio mask)."""
     spatial_block: int = 64
+    keep: tuple[float, ...] | None = None
+    """Per stem, the share of the network's own estimate in the output (0: the filter's alone)."""
 
     def __post_init__(self):
         if not self.power > 0:
@@ -70,6 +78,8 @@ class SoftMask:
             raise ValueError(f"soft_mask_max_gain must be >= 1 or null, got {self.max_gain}")
         if not self.spatial_block >= 1:
             raise ValueError(f"soft_mask_spatial_block must be at least 1 frame, got {self.spatial_block}")
+        if self.keep is not None and not all(0 <= k <= 1 for k in self.keep):
+            raise ValueError(f"soft_mask_keep must be between 0 and 1, got {list(self.keep)}")
 
     @property
     def hop(self) -> int:
@@ -133,6 +143,15 @@ def spatial_mask_spectra(mix: torch.Tensor, stems: torch.Tensor, covariance: tor
         ratio = [j for j in range(stems.shape[0]) if j not in settings.spatial]
         out[ratio] = mask_spectra(mix, stems, settings)[ratio]
     return out
+
+
+def keep_estimates(filtered: torch.Tensor, stems: torch.Tensor, settings: SoftMask) -> torch.Tensor:
+    """``(1 - keep_j) * filtered_j + keep_j * stems_j`` (``settings.keep``), ``filtered, stems: [stems,
+    ..., bins]`` complex; ``filtered`` itself when nothing is kept."""
+    if settings.keep is None or not any(settings.keep):
+        return filtered
+    keep = torch.tensor(settings.keep, dtype=stems.real.dtype).view(-1, *[1] * (stems.dim() - 1))
+    return filtered + keep * (stems - filtered)
 
 
 class SoftMaskStream:
@@ -205,7 +224,8 @@ class SoftMaskStream:
         first, self.next_frame = self.next_frame, self.next_frame + count
         if not self.settings.spatial:
             spectra = self._spectra(first, count)
-            self._synthesise(mask_spectra(spectra[0], spectra[1:], self.settings))
+            self._synthesise(keep_estimates(mask_spectra(spectra[0], spectra[1:], self.settings), spectra[1:],
+                                            self.settings))
             return
         own = sum(spatial_covariance(spectra[1:]) for spectra in self._spectra_in_steps(first, count))
         self.pending.append((first, count, own))
@@ -222,7 +242,8 @@ class SoftMaskStream:
         if self.pending:  # the block after it
             covariance = covariance + self.pending[0][2]
         for spectra in self._spectra_in_steps(first, count):
-            self._synthesise(spatial_mask_spectra(spectra[0], spectra[1:], covariance, self.settings))
+            filtered = spatial_mask_spectra(spectra[0], spectra[1:], covariance, self.settings)
+            self._synthesise(keep_estimates(filtered, spectra[1:], self.settings))
         self.covariance_before = own
 
     def _spectra_in_steps(self, first: int, count: int):
