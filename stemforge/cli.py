@@ -254,12 +254,17 @@ def _int(value: str, flag: str) -> int:
 
 
 def _describe_mask(mask, stems: tuple[str, ...]) -> str:
-    """``off``, ``on``, ``on (spatial)`` or ``on (spatial: toms, hihat)`` for a separator's soft mask."""
+    """``off``, ``on``, ``on (spatial)`` or ``on (spatial: toms, hihat)`` for a separator's soft mask, then
+    the shares of the networks' estimates it keeps, if any (``; keeps vocals 0.1, bass 0.3``)."""
     if mask is None:
         return "off"
     if not mask.spatial:
-        return "on"
-    return "on (spatial)" if mask.spatial is True else f"on (spatial: {', '.join(stems[i] for i in mask.spatial)})"
+        text = "on"
+    else:
+        text = "on (spatial)" if mask.spatial is True else f"on (spatial: {', '.join(stems[i] for i in mask.spatial)})"
+    if mask.keep is not None:
+        text += "; keeps " + ", ".join(f"{stem} {share:g}" for stem, share in zip(stems, mask.keep) if share)
+    return text
 
 
 def _say(args: argparse.Namespace, msg: str) -> None:

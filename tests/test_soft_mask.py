@@ -261,3 +261,5 @@ def test_cli_names_the_mask_it_runs():
     assert _describe_mask(None, stems) == "off" and _describe_mask(SoftMask(), stems) == "on"
     assert _describe_mask(SoftMask(spatial=True), stems) == "on (spatial)"
     assert _describe_mask(SoftMask(spatial=(2, 3, 4)), stems) == "on (spatial: toms, hihat, cymbals)"
+    assert (_describe_mask(SoftMask(spatial=True, keep=(0.1, 0.0, 0.4, 0.0, 0.0)), stems)
+            == "on (spatial); keeps kick 0.1, toms 0.4")
