@@ -5,9 +5,9 @@ setting ``POWER:N_FFT:MAX_GAIN`` (``MAX_GAIN`` ``none`` for no cap) is then appl
 which equals separating with it on (``tests/test_soft_mask.py``); ``:sBLOCK`` after a setting runs
 the spatial (multichannel) filter over blocks of ``BLOCK`` frames, ``:sBLOCK@STEM,STEM`` on those
 stems only; ``:kSHARE`` (every stem) or ``:kSTEM=SHARE,STEM=SHARE`` blends that share of the
-network's own estimate back in (``inference.soft_mask_keep``). Global SDR per stem, mean over the songs of a folder, then over the folders. This is
-how the shipped configs' settings were chosen: on the validation songs only, never on the held-out
-ones.
+network's own estimate back in (``inference.soft_mask_keep``). Global SDR per stem, mean over the
+songs of a folder, then over the folders. This is how the shipped configs' settings were chosen: on
+the validation songs only, never on the held-out ones.
 
     python benchmarks/soft_mask_grid.py --model drums --valid corpus/drums_valid corpus/drums_valid_quiet \
         --settings 1.5:4096:none 1.5:4096:1 1.5:4096:1.5 1.5:4096:2
