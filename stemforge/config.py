@@ -134,10 +134,8 @@ class ModelConfig:
             if unknown:
                 raise ValueError(f"soft_mask_keep names {unknown}, which are not among the stems {list(self.stems)}")
             shares = [keep.get(s, 0.0) for s in self.stems]
-        elif isinstance(keep, (int, float)) and not isinstance(keep, bool):
-            shares = [keep] * len(self.stems)
         else:
-            raise ValueError(f"soft_mask_keep must be a number or a mapping of stems to numbers, got {keep!r}")
+            shares = [keep] * len(self.stems)
         if not all(isinstance(k, (int, float)) and not isinstance(k, bool) for k in shares):
             raise ValueError(f"soft_mask_keep must be a number or a mapping of stems to numbers, got {keep!r}")
         return tuple(float(k) for k in shares) if any(shares) else None
